@@ -1,0 +1,22 @@
+"""nexcage create [-b DIR] [--console-socket S] [--pid-file F] [--preserve-fds N] ID"""
+
+from __future__ import annotations
+
+from nexcage.cli.main import make_context
+from nexcage.cli.parser import Args, int_option, one_id
+from nexcage.ops import lifecycle
+
+
+def run(args: Args) -> int:
+    container_id = one_id(args, "create")
+    lifecycle.create(
+        make_context(args),
+        container_id,
+        args.get("bundle") or ".",
+        pid_file=args.get("pid_file"),
+        console_socket=args.get("console_socket"),
+        preserve_fds=int_option(args, "preserve_fds"),
+        no_pivot=args.flag("no_pivot"),
+        no_new_keyring=args.flag("no_new_keyring"),
+    )
+    return 0

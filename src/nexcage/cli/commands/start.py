@@ -1,0 +1,12 @@
+"""nexcage start ID"""
+
+from __future__ import annotations
+
+from nexcage.cli.main import make_context
+from nexcage.cli.parser import Args, one_id
+from nexcage.ops import lifecycle
+
+
+def run(args: Args) -> int:
+    lifecycle.start(make_context(args), one_id(args, "start"))
+    return 0

@@ -1,0 +1,193 @@
+"""Exception hierarchy and exit codes.
+
+Imports nothing from nexcage. Library code raises these; only ``cli/main.py`` turns them into
+exit codes and messages. Messages reuse runc's wording where engines match on it
+(CONTRACTS.md §1.18): "container does not exist", "container not running", ...
+"""
+
+from __future__ import annotations
+
+# Imported by every invocation: no enum/dataclasses/typing here (see docs/DESIGN.md, "hot path").
+
+
+class ExitCode:
+    OK = 0
+    FAILURE = 1
+    USAGE = 2
+    # runc: exec could not start the process (CONTRACTS.md §1.13)
+    EXEC_FAILED = 255
+
+
+class NexcageError(Exception):
+    """Base class: a message for humans, an optional hint, an exit code."""
+
+    exit_code: int = ExitCode.FAILURE
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(NexcageError):
+    """Bad command line: unknown flag, missing argument, wrong value."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InvalidContainerID(NexcageError):
+    def __init__(self, container_id: str, reason: str) -> None:
+        # runc: libcontainer validateID -> "invalid container ID format"
+        super().__init__(f"invalid container ID format: {reason}")
+        self.container_id = container_id
+        self.reason = reason
+
+
+class ContainerNotFound(NexcageError):
+    def __init__(self, container_id: str) -> None:
+        # containerd and podman match on "does not exist" (CONTRACTS.md §1.18)
+        super().__init__("container does not exist")
+        self.container_id = container_id
+
+
+class ContainerExists(NexcageError):
+    def __init__(self, container_id: str) -> None:
+        super().__init__("container with given ID already exists")
+        self.container_id = container_id
+
+
+class InvalidState(NexcageError):
+    """The verb is not allowed in the container's current status."""
+
+    def __init__(self, container_id: str, status: str, message: str) -> None:
+        super().__init__(message)
+        self.container_id = container_id
+        self.status = status
+
+
+class StateCorrupt(NexcageError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"corrupt state record {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class BundleError(NexcageError):
+    """Missing bundle directory, config.json or rootfs; unreadable config.json."""
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
+
+
+class Violation:
+    """One problem in a JSON document, located by its JSON path (``linux.namespaces[2].type``)."""
+
+    __slots__ = ("message", "path")
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Violation) and (self.path, self.message) == (
+            other.path,
+            other.message,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.message))
+
+    def __repr__(self) -> str:
+        return f"Violation({self.path!r}, {self.message!r})"
+
+    def __str__(self) -> str:
+        return f"{self.path or '<root>'}: {self.message}"
+
+
+class SpecError(NexcageError):
+    """A document (config.json, process.json, resources) is malformed or violates the spec.
+
+    Carries *every* violation found, not just the first.
+    """
+
+    def __init__(self, source: str, violations: list[Violation]) -> None:
+        lines = "; ".join(str(v) for v in violations)
+        super().__init__(f"{source}: {len(violations)} problem(s): {lines}")
+        self.source = source
+        self.violations = violations
+
+
+class Finding:
+    """A field a backend cannot honour: never dropped silently (PRODUCT.md §2)."""
+
+    __slots__ = ("path", "reason")
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Finding) and (self.path, self.reason) == (
+            other.path,
+            other.reason,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.path, self.reason))
+
+    def __repr__(self) -> str:
+        return f"Finding({self.path!r}, {self.reason!r})"
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+class Unsupported(NexcageError):
+    def __init__(self, backend: str, findings: list[Finding]) -> None:
+        lines = "; ".join(str(f) for f in findings)
+        super().__init__(f"backend {backend} cannot honour: {lines}")
+        self.backend = backend
+        self.findings = findings
+
+
+class ConfigError(NexcageError):
+    """The nexcage configuration (file, env, flag) is invalid; fails closed."""
+
+    def __init__(
+        self, source: str, key: str, message: str, *, expected: str | None = None
+    ) -> None:
+        text = f"{source}: {key}: {message}"
+        if expected:
+            text += f" (expected {expected})"
+        super().__init__(text)
+        self.source = source
+        self.key = key
+        self.expected = expected
+
+
+class BackendNotFound(NexcageError):
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"runtime backend {name!r} is not available", hint=None)
+        self.name = name
+
+
+class CommandFailed(NexcageError):
+    """A subprocess exited non-zero. ``stderr_tail`` holds the end of what it printed."""
+
+    def __init__(
+        self, argv: list[str], returncode: int, stderr_tail: str = "", *, message: str = ""
+    ) -> None:
+        prog = argv[0].rsplit("/", 1)[-1] if argv else "?"
+        detail = message or stderr_tail.strip() or f"exit status {returncode}"
+        super().__init__(f"{prog}: {detail}")
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class HostError(NexcageError):
+    """An OS-level operation failed (mount, cgroup write, socket, ...)."""

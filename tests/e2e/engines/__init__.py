@@ -1,0 +1,1 @@
+"""Engine tests: podman and containerd drive the runtime under test (see tests/conftest.py)."""
