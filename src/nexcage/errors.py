@@ -157,9 +157,7 @@ class Unsupported(NexcageError):
 class ConfigError(NexcageError):
     """The nexcage configuration (file, env, flag) is invalid; fails closed."""
 
-    def __init__(
-        self, source: str, key: str, message: str, *, expected: str | None = None
-    ) -> None:
+    def __init__(self, source: str, key: str, message: str, *, expected: str | None = None) -> None:
         text = f"{source}: {key}: {message}"
         if expected:
             text += f" (expected {expected})"

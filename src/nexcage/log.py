@@ -83,7 +83,7 @@ def setup(path: str | None, fmt: str, debug: bool, level: str | None = None) -> 
 def close() -> None:
     """Close the log file (if any) and go back to stderr."""
     if _state.fd != _STDERR:
-        try:  # noqa: SIM105 - contextlib would cost an import
+        try:
             os.close(_state.fd)
         except OSError:
             pass

@@ -226,7 +226,7 @@ class RoutingRule:
     def compile(self) -> Pattern[str]:
         """The compiled regex (regex rules only); ``re.error`` on a bad pattern."""
         if self._regex is None:
-            import re  # noqa: PLC0415 - lazy: 12 ms, only for regex rules
+            import re
 
             self._regex = re.compile(self.pattern)
         return self._regex
@@ -235,7 +235,7 @@ class RoutingRule:
         if self.is_regex:
             # search, not match: "-db$" anchors only the end, "^kube-" only the start.
             return self.compile().search(container_id) is not None
-        import fnmatch  # noqa: PLC0415 - lazy: pulls in re
+        import fnmatch
 
         return fnmatch.fnmatchcase(container_id, self.pattern)
 
@@ -403,7 +403,7 @@ def _read_config(path: str, name_source: str, explicit: bool) -> dict[str, Any] 
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ConfigError(source, f"line {line}", "invalid UTF-8", expected="TOML") from None
-    import tomllib  # noqa: PLC0415 - lazy: 24 ms, only when a file is read
+    import tomllib
 
     try:
         return tomllib.loads(text)
@@ -501,7 +501,7 @@ def _parse_routing(item: object, source: str) -> list[RoutingRule]:
         parsed = RoutingRule(i, pattern, runtime)
         if parsed.is_regex:
             # Validated now so a typo fails every invocation, not only the create it would route.
-            import re  # noqa: PLC0415 - lazy, see RoutingRule.compile
+            import re
 
             try:
                 parsed.compile()

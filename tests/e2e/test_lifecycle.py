@@ -39,7 +39,9 @@ class Nexcage:
     def argv(self, *args: str) -> list[str]:
         return [NEXCAGE, "--root", self.root, "--runtime", self.backend, *args]
 
-    def __call__(self, *args: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, check: bool = True, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
         kw.setdefault("capture_output", True)
         kw.setdefault("timeout", 60)
         proc = subprocess.run(self.argv(*args), text=True, check=False, **kw)
@@ -47,7 +49,9 @@ class Nexcage:
             raise AssertionError(f"nexcage {' '.join(args)} -> {proc.returncode}: {proc.stderr}")
         return proc
 
-    def create(self, cid: str, bundle: str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def create(
+        self, cid: str, bundle: str, *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """``create`` with the container's stdio on /dev/null and stderr in a file.
 
         With ``terminal: false`` the container inherits the runtime's fds 0-2 (runc does the
@@ -56,8 +60,13 @@ class Nexcage:
         self.ids.add(cid)
         with tempfile.TemporaryFile("w+") as err:
             proc = subprocess.run(
-                self.argv("create", "--bundle", bundle, *extra, cid), text=True, check=False,
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, timeout=60,
+                self.argv("create", "--bundle", bundle, *extra, cid),
+                text=True,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                timeout=60,
             )
             err.seek(0)
             proc.stderr = err.read()
@@ -68,8 +77,15 @@ class Nexcage:
     def detached(self, *args: str) -> subprocess.CompletedProcess[str]:
         """A verb that leaves a process running (run -d, exec -d): stdio not on pipes."""
         with tempfile.TemporaryFile("w+") as err:
-            proc = subprocess.run(self.argv(*args), text=True, check=False, timeout=60,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.run(
+                self.argv(*args),
+                text=True,
+                check=False,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
             err.seek(0)
             proc.stderr = err.read()
         assert proc.returncode == 0, proc.stderr
@@ -94,16 +110,22 @@ class Nexcage:
 
 
 @pytest.fixture(params=BACKENDS)
-def nx(request: pytest.FixtureRequest, runtime_root: str, hugetlb_cgroup_v1: list[str]) -> Iterator[Nexcage]:
+def nx(
+    request: pytest.FixtureRequest, runtime_root: str, hugetlb_cgroup_v1: list[str]
+) -> Iterator[Nexcage]:
     n = Nexcage(runtime_root, request.param)
     yield n
     for cid in n.ids:
-        subprocess.run(n.argv("delete", "--force", cid), capture_output=True, check=False, timeout=30)
+        subprocess.run(
+            n.argv("delete", "--force", cid), capture_output=True, check=False, timeout=30
+        )
     leftover = subprocess.run(n.argv("list", "-q"), capture_output=True, text=True, check=False)
     assert leftover.stdout.strip() == "", f"containers left behind: {leftover.stdout}"
 
 
-def test_lifecycle_create_start_kill_delete(nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any) -> None:
+def test_lifecycle_create_start_kill_delete(
+    nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any
+) -> None:
     bundle = busybox_bundle(["sleep", "300"])
     pid_file = os.fspath(tmp_path / "pid")
     nx.create("c1", bundle, "--pid-file", pid_file)
@@ -133,7 +155,9 @@ def test_lifecycle_create_start_kill_delete(nx: Nexcage, busybox_bundle: Callabl
     assert gone.returncode == 1 and "container does not exist" in gone.stderr
 
 
-def test_run_foreground_exit_status_and_output(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+def test_run_foreground_exit_status_and_output(
+    nx: Nexcage, busybox_bundle: Callable[..., str]
+) -> None:
     bundle = busybox_bundle(["sh", "-c", "echo out; echo err >&2; exit 7"])
     nx.ids.add("r1")
     proc = nx("run", "--bundle", bundle, "r1", check=False)
@@ -149,8 +173,9 @@ def test_run_forwards_signals(nx: Nexcage, busybox_bundle: Callable[..., str]) -
     )
     ready = os.path.join(bundle, "rootfs", "ready")
     nx.ids.add("r2")
-    runner = subprocess.Popen(nx.argv("run", "--bundle", bundle, "r2"), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE)
+    runner = subprocess.Popen(
+        nx.argv("run", "--bundle", bundle, "r2"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         nx.wait_status("r2", "running")
         deadline = time.monotonic() + 10
@@ -165,29 +190,42 @@ def test_run_forwards_signals(nx: Nexcage, busybox_bundle: Callable[..., str]) -
             runner.wait()
 
 
-def test_run_detached_and_exec(nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any) -> None:
+def test_run_detached_and_exec(
+    nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any
+) -> None:
     bundle = busybox_bundle(["sleep", "300"], env={"FOO": "bar"})
     nx.ids.add("d1")
     nx.detached("run", "-d", "--bundle", bundle, "d1")
     assert nx.state("d1")["status"] == "running"
     out = nx("exec", "d1", "sh", "-c", "echo $FOO; pwd; id -u")
     assert out.stdout.split() == ["bar", "/", "0"]
-    assert nx("exec", "--env", "X=1", "--cwd", "/tmp", "d1", "sh", "-c", "echo $X; pwd").stdout.split() == ["1", "/tmp"]
+    assert nx(
+        "exec", "--env", "X=1", "--cwd", "/tmp", "d1", "sh", "-c", "echo $X; pwd"
+    ).stdout.split() == ["1", "/tmp"]
     assert nx("exec", "d1", "sh", "-c", "exit 3", check=False).returncode == 3
     # engines: exec --process FILE --detach --pid-file FILE
-    process = {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": ["sleep", "5"],
-               "env": ["PATH=/bin"], "cwd": "/"}
+    process = {
+        "terminal": False,
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sleep", "5"],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+    }
     pfile = tmp_path / "process.json"
     pfile.write_text(json.dumps(process))
     pidf = tmp_path / "exec.pid"
-    nx.detached("exec", "--process", os.fspath(pfile), "--detach", "--pid-file", os.fspath(pidf), "d1")
+    nx.detached(
+        "exec", "--process", os.fspath(pfile), "--detach", "--pid-file", os.fspath(pidf), "d1"
+    )
     exec_pid = int(pidf.read_text())
     assert open(f"/proc/{exec_pid}/cmdline", "rb").read().split(b"\0")[0] == b"sleep"
     pids = json.loads(nx("ps", "--format", "json", "d1").stdout)
     assert nx.state("d1")["pid"] in pids and exec_pid in pids
 
 
-def test_bad_process_json_is_refused(nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any) -> None:
+def test_bad_process_json_is_refused(
+    nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any
+) -> None:
     nx.ids.add("d2")
     nx.detached("run", "-d", "--bundle", busybox_bundle(["sleep", "300"]), "d2")
     pfile = tmp_path / "process.json"
@@ -288,8 +326,12 @@ def test_console_socket(nx: Nexcage, busybox_bundle: Callable[..., str], tmp_pat
         server.close()
 
 
-def test_console_socket_without_terminal_is_refused(nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any) -> None:
-    proc = nx.create("t2", busybox_bundle(["true"]), "--console-socket", os.fspath(tmp_path / "s"), check=False)
+def test_console_socket_without_terminal_is_refused(
+    nx: Nexcage, busybox_bundle: Callable[..., str], tmp_path: Any
+) -> None:
+    proc = nx.create(
+        "t2", busybox_bundle(["true"]), "--console-socket", os.fspath(tmp_path / "s"), check=False
+    )
     assert proc.returncode == 2 and "cannot use console socket" in proc.stderr
     tty = nx.create("t3", busybox_bundle(["sh"], terminal=True), check=False)
     assert tty.returncode == 2 and "cannot allocate tty" in tty.stderr
@@ -303,9 +345,18 @@ def test_preserve_fds(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
         nx.ids.add("fd1")
         # fds 3 and 4 of nexcage are the pipes' write ends
         proc = subprocess.run(
-            ["bash", "-c", f'exec 3>&{w3} 4>&{w4}; exec "$@"', "bash",
-             *nx.argv("run", "--preserve-fds", "2", "--bundle", bundle, "fd1")],
-            pass_fds=(w3, w4), capture_output=True, text=True, timeout=60, check=False,
+            [
+                "bash",
+                "-c",
+                f'exec 3>&{w3} 4>&{w4}; exec "$@"',
+                "bash",
+                *nx.argv("run", "--preserve-fds", "2", "--bundle", bundle, "fd1"),
+            ],
+            pass_fds=(w3, w4),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         os.close(w3)
         os.close(w4)
@@ -317,7 +368,9 @@ def test_preserve_fds(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
             os.close(fd)
 
 
-def test_version_negotiation_keeps_user_config(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+def test_version_negotiation_keeps_user_config(
+    nx: Nexcage, busybox_bundle: Callable[..., str]
+) -> None:
     bundle = busybox_bundle(["sh", "-c", "echo negotiated"], oci_version="1.3.0")
     before = open(os.path.join(bundle, "config.json"), "rb").read()
     nx.ids.add("v1")
@@ -326,9 +379,12 @@ def test_version_negotiation_keeps_user_config(nx: Nexcage, busybox_bundle: Call
     assert open(os.path.join(bundle, "config.json"), "rb").read() == before
 
 
-def test_newer_field_is_refused_with_its_path(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+def test_newer_field_is_refused_with_its_path(
+    nx: Nexcage, busybox_bundle: Callable[..., str]
+) -> None:
     bundle = busybox_bundle(
-        ["true"], oci_version="1.3.0",
+        ["true"],
+        oci_version="1.3.0",
         extra={"linux": {"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0"}}},
     )
     proc = nx.create("v2", bundle, check=False)

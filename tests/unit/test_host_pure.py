@@ -14,8 +14,18 @@ from nexcage.host import fs, proc, signals
 
 @pytest.mark.parametrize(
     ("text", "num"),
-    [("KILL", 9), ("SIGKILL", 9), ("9", 9), ("term", 15), ("SIGUSR1", 10), ("HUP", 1),
-     ("RTMIN", 34), ("RTMIN+3", 37), ("SIGRTMAX-1", 63), ("WINCH", 28)],
+    [
+        ("KILL", 9),
+        ("SIGKILL", 9),
+        ("9", 9),
+        ("term", 15),
+        ("SIGUSR1", 10),
+        ("HUP", 1),
+        ("RTMIN", 34),
+        ("RTMIN+3", 37),
+        ("SIGRTMAX-1", 63),
+        ("WINCH", 28),
+    ],
 )
 def test_signal_names(text: str, num: int) -> None:
     assert signals.parse(text) == num

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import pytest
 
-from nexcage.cli.commands import OPTIONS
+from nexcage.cli.main import COMMANDS, _options_of
 from nexcage.cli.parser import parse
 from nexcage.errors import UsageError
 
 
 def p(*argv: str):  # type: ignore[no-untyped-def]
-    return parse(list(argv), OPTIONS)
+    return parse(list(argv), COMMANDS, _options_of)
 
 
 def test_containerd_create_argv() -> None:
     a = p(
-        "--root", "/run/containerd/runc/default", "--log", "/b/log.json", "--log-format", "json",
-        "create", "--bundle", "/b", "--pid-file", "/b/init.pid", "--preserve-fds", "2", "c1",
+        "--root",
+        "/run/containerd/runc/default",
+        "--log",
+        "/b/log.json",
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        "/b",
+        "--pid-file",
+        "/b/init.pid",
+        "--preserve-fds",
+        "2",
+        "c1",
     )
     assert a.command == "create"
     assert a.glob("root") == "/run/containerd/runc/default"
@@ -74,8 +86,18 @@ def test_exec_tail_keeps_command_flags() -> None:
 
 
 def test_conmon_exec_argv() -> None:
-    a = p("exec", "--pid-file", "/p", "--process", "/s.json", "--detach", "--tty",
-          "--console-socket", "/sock", "c1")
+    a = p(
+        "exec",
+        "--pid-file",
+        "/p",
+        "--process",
+        "/s.json",
+        "--detach",
+        "--tty",
+        "--console-socket",
+        "/sock",
+        "c1",
+    )
     assert a.get("process") == "/s.json" and a.flag("detach") and a.flag("tty")
     assert a.positionals == ["c1"]
 

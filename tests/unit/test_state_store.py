@@ -13,7 +13,9 @@ from nexcage.state.record import Record
 from nexcage.state.store import Store, validate_id
 
 
-@pytest.mark.parametrize("bad", ["", "..", ".", "../x", "a/b", "x" * 1025, "a b", "a\nb", ".hidden"])
+@pytest.mark.parametrize(
+    "bad", ["", "..", ".", "../x", "a/b", "x" * 1025, "a b", "a\nb", ".hidden"]
+)
 def test_invalid_ids(bad: str) -> None:
     with pytest.raises(InvalidContainerID, match="invalid container ID format"):
         validate_id(bad)
@@ -25,8 +27,15 @@ def test_valid_ids(good: str) -> None:
 
 
 def _record(cid: str = "c1") -> Record:
-    return Record(cid, "crun", "/b", "/b/rootfs", "2026-01-01T00:00:00Z", pid=os.getpid(),
-                  annotations={"a": "b"})
+    return Record(
+        cid,
+        "crun",
+        "/b",
+        "/b/rootfs",
+        "2026-01-01T00:00:00Z",
+        pid=os.getpid(),
+        annotations={"a": "b"},
+    )
 
 
 def test_round_trip(tmp_path: os.PathLike[str]) -> None:
@@ -68,9 +77,13 @@ def test_corrupt_record_is_reported_and_others_listed(tmp_path: os.PathLike[str]
 
 @pytest.mark.parametrize(
     "doc",
-    [[], {"id": "x"}, {"id": 1, "backend": "crun", "bundle": "/b"},
-     {"id": "x", "backend": "crun", "bundle": "/b", "pid": "12"},
-     {"id": "x", "backend": "crun", "bundle": "/b", "annotations": {"a": 1}}],
+    [
+        [],
+        {"id": "x"},
+        {"id": 1, "backend": "crun", "bundle": "/b"},
+        {"id": "x", "backend": "crun", "bundle": "/b", "pid": "12"},
+        {"id": "x", "backend": "crun", "bundle": "/b", "annotations": {"a": 1}},
+    ],
 )
 def test_record_validation(doc: object) -> None:
     with pytest.raises(StateCorrupt):

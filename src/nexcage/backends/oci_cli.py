@@ -1,4 +1,4 @@
-"""crun and runc: one backend class; the binary and its quirks are data (STYLE.md "engines as data").
+"""crun and runc: one backend class; binary and quirks are data (STYLE.md "engines as data").
 
 Each backend keeps its own state under ``<nexcage root>/.backends/<name>`` (its ``--root``), so
 nexcage's containers never collide with containers that crun or runc manage directly.
@@ -164,8 +164,11 @@ class OciCli:
 
         supported = self.supported_spec()
         return [
-            Finding(path, f"introduced in runtime-spec {since}; {self.name} {self.version()} "
-                    f"implements up to {supported}")
+            Finding(
+                path,
+                f"introduced in runtime-spec {since}; {self.name} {self.version()} "
+                f"implements up to {supported}",
+            )
             for path, since in newer_fields(raw, supported)
         ]
 
@@ -235,7 +238,9 @@ class OciCli:
             if "does not exist" in exc.stderr_tail or "not exist" in exc.stderr_tail:
                 raise ContainerNotFound(container_id) from None
             raise CommandFailed(
-                exc.argv, exc.returncode, exc.stderr_tail,
+                exc.argv,
+                exc.returncode,
+                exc.stderr_tail,
                 message=f"{self.name} delete failed: {exc.stderr_tail.strip()}",
             ) from None
 
@@ -248,7 +253,9 @@ class OciCli:
     def update(self, container_id: str, options: Sequence[str], stdin: bytes | None) -> None:
         self._call("update", *options, container_id, input=stdin)
 
-    def exec_argv(self, container_id: str, options: Sequence[str], command: Sequence[str]) -> list[str]:
+    def exec_argv(
+        self, container_id: str, options: Sequence[str], command: Sequence[str]
+    ) -> list[str]:
         """argv for ``exec``; the caller replaces itself with it (exit status passes through)."""
         return self._argv("exec", *options, container_id, *command)
 

@@ -13,6 +13,7 @@ from nexcage.errors import ExitCode, NexcageError, UsageError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from nexcage.ops.context import Context
 
@@ -61,16 +62,15 @@ global options:
 """
 
 
-def _module(verb: str) -> object:
+def _module(verb: str) -> Any:
     name = f"nexcage.cli.commands.{COMMANDS[verb]}"
     __import__(name)
     return sys.modules[name]
 
 
-def _specs() -> dict[str, tuple[tuple[parser.Option, ...], bool]]:
-    from nexcage.cli import commands
-
-    return commands.OPTIONS
+def _options_of(verb: str) -> tuple[tuple[parser.Option, ...], bool]:
+    module = _module(verb)
+    return module.OPTIONS, getattr(module, "TAIL", False)
 
 
 def version_text() -> str:
@@ -103,7 +103,7 @@ def make_context(args: parser.Args) -> Context:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = parser.parse(argv, _specs())
+        args = parser.parse(argv, COMMANDS, _options_of)
         log.setup(
             args.glob("log"),
             args.glob("log_format") or "text",
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stderr.write(USAGE)
             return ExitCode.OK if args.globals.get("help") is True else ExitCode.USAGE
         module = _module(args.command)
-        code: int = module.run(args)  # type: ignore[attr-defined]
+        code: int = module.run(args)
         return code
     except NexcageError as exc:
         return _fail(exc)

@@ -14,7 +14,7 @@ from nexcage.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Container, Sequence
 
 VALUE = "value"
 BOOL = "bool"
@@ -89,9 +89,7 @@ def _store(
 ) -> int:
     """Store one option; return the index of the next unread argument."""
     if kind == BOOL:
-        if inline is None:
-            target[dest] = True
-        elif inline.lower() in _TRUE:
+        if inline is None or inline.lower() in _TRUE:
             target[dest] = True
         elif inline.lower() in _FALSE:
             target[dest] = False
@@ -113,9 +111,8 @@ def _store(
     return i + 1
 
 
-def parse(argv: Sequence[str], commands: dict[str, tuple[tuple[Option, ...], bool]]) -> Args:
-    """``commands`` maps a verb to (its options, whether it has a command tail)."""
-    args = Args()
+def _parse_globals(argv: Sequence[str], args: Args, verbs: Container[str]) -> int:
+    """Global flags before the verb; return the index of the verb."""
     globals_ = _index(GLOBAL_OPTIONS)
     i = 0
     while i < len(argv):
@@ -123,8 +120,7 @@ def parse(argv: Sequence[str], commands: dict[str, tuple[tuple[Option, ...], boo
         if not arg.startswith("-") or arg == "-":
             break
         if arg == "--":
-            i += 1
-            break
+            return i + 1
         name, eq, value = arg.partition("=")
         name = _normalise(name)
         inline = value if eq else None
@@ -135,17 +131,30 @@ def parse(argv: Sequence[str], commands: dict[str, tuple[tuple[Option, ...], boo
         # An unknown global flag: skip it, and its value if the next word is not a verb.
         nxt = argv[i + 1] if i + 1 < len(argv) else None
         takes_value = (
-            inline is None and nxt is not None and nxt not in commands and not nxt.startswith("-")
+            inline is None and nxt is not None and nxt not in verbs and not nxt.startswith("-")
         )
         i += 2 if takes_value else 1
+    return i
+
+
+def parse(
+    argv: Sequence[str],
+    verbs: Container[str],
+    options_of: Callable[[str], tuple[tuple[Option, ...], bool]],
+) -> Args:
+    """Parse argv. ``options_of(verb)`` gives the verb's options and whether it has a command
+    tail; it is called only for the verb on the command line (its module is imported then)."""
+    args = Args()
+    i = _parse_globals(argv, args, verbs)
     if i >= len(argv):
         return args
     verb = argv[i]
-    if verb not in commands:
+    if verb not in verbs:
         raise UsageError(f"No help topic for '{verb}'")  # runc's wording for an unknown command
     args.command = verb
-    options, has_tail = commands[verb]
+    options, has_tail = options_of(verb)
     local = _index(options)
+    globals_ = _index(GLOBAL_OPTIONS)
     i += 1
     while i < len(argv):
         arg = argv[i]
@@ -157,11 +166,9 @@ def parse(argv: Sequence[str], commands: dict[str, tuple[tuple[Option, ...], boo
             name = _normalise(name)
             inline = value if eq else None
             if name in local:
-                dest, kind = local[name]
-                i = _store(args.options, name, dest, kind, inline, argv, i)
+                i = _store(args.options, name, *local[name], inline, argv, i)
             elif name in globals_:
-                dest, kind = globals_[name]
-                i = _store(args.globals, name, dest, kind, inline, argv, i)
+                i = _store(args.globals, name, *globals_[name], inline, argv, i)
             else:
                 raise UsageError(f"flag provided but not defined: {name}")
             continue

@@ -6,7 +6,6 @@ need are written here against ``os`` directly.
 
 from __future__ import annotations
 
-import fcntl
 import os
 
 TYPE_CHECKING = False
@@ -112,6 +111,8 @@ class Lock:
         self.fd = -1
 
     def __enter__(self) -> Lock:
+        import fcntl  # an extension module (0.6 ms to load): only verbs that lock pay for it
+
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX)

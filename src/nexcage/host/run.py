@@ -78,7 +78,9 @@ def _spawn(
     try:
         return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=setsid)
     except OSError as exc:
-        raise CommandFailed(argv, 127, "", message=f"cannot run {argv[0]}: {exc.strerror}") from None
+        raise CommandFailed(
+            argv, 127, "", message=f"cannot run {argv[0]}: {exc.strerror}"
+        ) from None
 
 
 def _wait(pid: int) -> int:

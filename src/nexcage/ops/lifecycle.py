@@ -154,11 +154,12 @@ def _negotiate(backend: Backend, bundle: Bundle, state_dir: str) -> tuple[str, s
     derived["root"] = root
     mounts = []
     for mount in derived.get("mounts") or []:
-        if isinstance(mount, dict) and isinstance(mount.get("source"), str):
-            src = mount["source"]
-            if not src.startswith("/") and os.path.exists(os.path.join(bundle.dir, src)):
-                mount = {**mount, "source": os.path.join(bundle.dir, src)}
-        mounts.append(mount)
+        src = mount.get("source") if isinstance(mount, dict) else None
+        local = os.path.join(bundle.dir, src) if isinstance(src, str) else ""
+        if local and not src.startswith("/") and os.path.exists(local):  # type: ignore[union-attr]
+            mounts.append({**mount, "source": local})
+        else:
+            mounts.append(mount)
     if mounts:
         derived["mounts"] = mounts
     fs.atomic_write(os.path.join(derived_dir, CONFIG), fastjson.dumps(derived).encode(), 0o600)
@@ -401,4 +402,3 @@ def list_states(ctx: Context) -> tuple[list[dict[str, Any]], list[StateCorrupt]]
         owner = owner_of(ctx.store.dir(container_id))
         states.append(state_json(item, status_of(item), owner))
     return states, broken
-

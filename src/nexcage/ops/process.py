@@ -50,8 +50,14 @@ def run(
 ) -> int:
     if detach:
         lifecycle.create(
-            ctx, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-            preserve_fds=preserve_fds, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+            ctx,
+            container_id,
+            bundle,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            preserve_fds=preserve_fds,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
         )
         lifecycle.start(ctx, container_id)
         return 0
@@ -64,8 +70,14 @@ def run(
         console_socket = console.path
     try:
         rec = lifecycle.create(
-            ctx, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-            preserve_fds=preserve_fds, no_pivot=no_pivot, no_new_keyring=no_new_keyring,
+            ctx,
+            container_id,
+            bundle,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            preserve_fds=preserve_fds,
+            no_pivot=no_pivot,
+            no_new_keyring=no_new_keyring,
             detached=False,
         )
         master = console.receive() if console else -1
@@ -92,7 +104,7 @@ def _forward_signals(pid: int) -> Callable[[], None]:
 
     from nexcage.host import signals
 
-    previous: dict[int, object] = {}
+    previous: dict[int, Any] = {}
 
     def forward(signum: int, _frame: object) -> None:
         try:
@@ -140,8 +152,15 @@ class ExecOptions:
     """runc's per-field exec flags (used only without ``--process``)."""
 
     __slots__ = (
-        "additional_gids", "apparmor", "caps", "cwd", "env", "no_new_privs", "process_label",
-        "tty", "user",
+        "additional_gids",
+        "apparmor",
+        "caps",
+        "cwd",
+        "env",
+        "no_new_privs",
+        "process_label",
+        "tty",
+        "user",
     )
 
     def __init__(
@@ -191,7 +210,9 @@ def exec_process(base: dict[str, Any], command: Sequence[str], opts: ExecOptions
     if opts.caps:
         caps = dict(base.get("capabilities") or {})
         for kind in ("bounding", "effective", "permitted"):
-            caps[kind] = list(caps.get(kind) or []) + [c for c in opts.caps if c not in (caps.get(kind) or [])]
+            caps[kind] = list(caps.get(kind) or []) + [
+                c for c in opts.caps if c not in (caps.get(kind) or [])
+            ]
         proc["capabilities"] = caps
     user = dict(base.get("user") or {"uid": 0, "gid": 0})
     if opts.user:
@@ -243,7 +264,8 @@ def exec_(
         raise InvalidState(container_id, status, "cannot exec in a stopped container")
     if status == st.PAUSED and not ignore_paused:
         raise InvalidState(
-            container_id, status,
+            container_id,
+            status,
             "cannot exec in a paused container (use --ignore-paused to override)",
         )
     listen = int(os.environ.get("LISTEN_FDS", "0") or 0)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from nexcage import settings
 from nexcage.cli import output
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args
+from nexcage.cli.parser import VALUE, Args, Option
 from nexcage.errors import UsageError
+
+OPTIONS: tuple[Option, ...] = ((("--format", "-f"), "format", VALUE),)
 
 
 def run(args: Args) -> int:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args, int_option, one_id
+from nexcage.cli.parser import BOOL, VALUE, Args, Option, int_option, one_id
 from nexcage.ops import lifecycle
+
+OPTIONS: tuple[Option, ...] = (
+    (("--bundle", "-b"), "bundle", VALUE),
+    (("--console-socket",), "console_socket", VALUE),
+    (("--pid-file",), "pid_file", VALUE),
+    (("--no-pivot",), "no_pivot", BOOL),
+    (("--no-new-keyring",), "no_new_keyring", BOOL),
+    (("--preserve-fds",), "preserve_fds", VALUE),
+    (("--pidfd-socket",), "pidfd_socket", VALUE),
+    (("--no-subreaper",), "no_subreaper", BOOL),  # crun accepts and ignores it on create
+)
 
 
 def run(args: Args) -> int:

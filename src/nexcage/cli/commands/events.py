@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args, one_id
+from nexcage.cli.parser import BOOL, VALUE, Args, Option, one_id
 from nexcage.ops import process
+
+OPTIONS: tuple[Option, ...] = (
+    (("--interval",), "interval", VALUE),
+    (("--stats",), "stats", BOOL),
+)
 
 
 def run(args: Args) -> int:

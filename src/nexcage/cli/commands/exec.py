@@ -6,14 +6,38 @@ cannot start, runc) and signals are the backend's own."""
 from __future__ import annotations
 
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args, int_option
+from nexcage.cli.parser import BOOL, MULTI, VALUE, Args, Option, int_option
 from nexcage.errors import UsageError
 from nexcage.ops import process
 
+OPTIONS: tuple[Option, ...] = (
+    (("--process", "-p"), "process", VALUE),
+    (("--detach", "-d"), "detach", BOOL),
+    (("--tty", "-t"), "tty", BOOL),
+    (("--console-socket",), "console_socket", VALUE),
+    (("--pidfd-socket",), "pidfd_socket", VALUE),
+    (("--pid-file",), "pid_file", VALUE),
+    (("--cwd",), "cwd", VALUE),
+    (("--env", "-e"), "env", MULTI),
+    (("--user", "-u"), "user", VALUE),
+    (("--additional-gids", "-g"), "additional_gids", MULTI),
+    (("--cap", "-c"), "cap", MULTI),
+    (("--process-label",), "process_label", VALUE),
+    (("--apparmor",), "apparmor", VALUE),
+    (("--no-new-privs",), "no_new_privs", BOOL),
+    (("--preserve-fds",), "preserve_fds", VALUE),
+    (("--cgroup",), "cgroup", VALUE),
+    (("--ignore-paused",), "ignore_paused", BOOL),
+)
+TAIL = True  # everything after the id is the command
+
 # Flags that are not process fields: passed to the backend as given.
 _PASSTHROUGH = (
-    ("console_socket", "--console-socket"), ("pid_file", "--pid-file"),
-    ("preserve_fds", "--preserve-fds"), ("cgroup", "--cgroup"), ("pidfd_socket", "--pidfd-socket"),
+    ("console_socket", "--console-socket"),
+    ("pid_file", "--pid-file"),
+    ("preserve_fds", "--preserve-fds"),
+    ("cgroup", "--cgroup"),
+    ("pidfd_socket", "--pidfd-socket"),
 )
 
 

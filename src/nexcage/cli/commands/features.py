@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from nexcage.cli import output
-from nexcage.cli.parser import Args
+from nexcage.cli.parser import Args, Option
 from nexcage.ops import features
+
+OPTIONS: tuple[Option, ...] = ()
 
 
 def run(args: Args) -> int:

@@ -5,9 +5,14 @@ from __future__ import annotations
 from nexcage import log
 from nexcage.cli import output
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args
+from nexcage.cli.parser import BOOL, VALUE, Args, Option
 from nexcage.errors import UsageError
 from nexcage.ops import lifecycle
+
+OPTIONS: tuple[Option, ...] = (
+    (("--format", "-f"), "format", VALUE),
+    (("--quiet", "-q"), "quiet", BOOL),
+)
 
 
 def run(args: Args) -> int:

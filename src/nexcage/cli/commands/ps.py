@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from nexcage.cli import output
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args
+from nexcage.cli.parser import VALUE, Args, Option
 from nexcage.errors import UsageError
 from nexcage.ops import process
+
+OPTIONS: tuple[Option, ...] = ((("--format", "-f"), "format", VALUE),)
+TAIL = True  # ps arguments follow the id
 
 
 def run(args: Args) -> int:

@@ -4,9 +4,16 @@ Foreground: the exit status is the container's (128+N for a signal)."""
 
 from __future__ import annotations
 
+from nexcage.cli.commands import create
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args, int_option, one_id
+from nexcage.cli.parser import BOOL, Args, Option, int_option, one_id
 from nexcage.ops import process
+
+OPTIONS: tuple[Option, ...] = (
+    *create.OPTIONS,
+    (("--detach", "-d"), "detach", BOOL),
+    (("--keep",), "keep", BOOL),
+)
 
 
 def run(args: Args) -> int:

@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 
 from nexcage import fastjson
-from nexcage.cli.parser import Args
+from nexcage.cli.parser import BOOL, VALUE, Args, Option
 from nexcage.errors import NexcageError
 from nexcage.spec.default import default_spec
+
+OPTIONS: tuple[Option, ...] = (
+    (("--bundle", "-b"), "bundle", VALUE),
+    (("--rootless",), "rootless", BOOL),
+)
 
 
 def run(args: Args) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args, one_id
+from nexcage.cli.parser import Args, Option, one_id
 from nexcage.ops import lifecycle
+
+OPTIONS: tuple[Option, ...] = ()
 
 
 def run(args: Args) -> int:

@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import os
 
-from nexcage.cli.commands import OPTIONS
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import Args, one_id
+from nexcage.cli.parser import VALUE, Args, Option, one_id
 from nexcage.ops import lifecycle
+
+OPTIONS: tuple[Option, ...] = (
+    (("--resources", "-r"), "resources", VALUE),
+    *(
+        ((f"--{name}",), name.replace("-", "_"), VALUE)
+        for name in (
+            "memory",
+            "memory-swap",
+            "memory-reservation",
+            "kernel-memory",
+            "kernel-memory-tcp",
+            "cpu-period",
+            "cpu-quota",
+            "cpu-burst",
+            "cpu-share",
+            "cpu-rt-period",
+            "cpu-rt-runtime",
+            "cpuset-cpus",
+            "cpuset-mems",
+            "cpu-idle",
+            "pids-limit",
+            "blkio-weight",
+            "l3-cache-schema",
+            "mem-bw-schema",
+        )
+    ),
+)
 
 
 def run(args: Args) -> int:
@@ -20,7 +46,7 @@ def run(args: Args) -> int:
         with open(source, "rb") as f:
             resources = f.read()
     options: list[str] = []
-    for names, dest, _kind in OPTIONS["update"][0]:
+    for names, dest, _kind in OPTIONS:
         value = args.get(dest)
         if dest != "resources" and value is not None:
             options += [names[0], value]
