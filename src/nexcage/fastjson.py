@@ -84,6 +84,12 @@ def loads(text: str | bytes) -> Any:
         raise JSONError("Expecting value", text, idx)
     try:
         obj, idx = _scanner()(text, idx)
+    except SystemError:
+        # CPython 3.11's C scanner raises json.decoder.JSONDecodeError only if json.decoder is
+        # already imported, and otherwise returns NULL with no exception set. Malformed input is
+        # the rare path: let json itself locate the error.
+        _Context.memo.clear()
+        return _loads_with_json(text)
     except StopIteration as exc:
         raise JSONError("Expecting value", text, exc.value) from None
     except ValueError as exc:
@@ -98,6 +104,17 @@ def loads(text: str | bytes) -> Any:
     if idx != end:
         raise JSONError("Extra data", text, idx)
     return obj
+
+
+def _loads_with_json(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text, parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise JSONError(exc.msg, text, exc.pos) from None
+    except ValueError as exc:  # an invalid constant: no position from json either
+        raise JSONError(str(exc), text, 0) from None
 
 
 def _reject(obj: object) -> object:

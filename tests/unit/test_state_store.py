@@ -13,15 +13,13 @@ from nexcage.state.record import Record
 from nexcage.state.store import Store, validate_id
 
 
-@pytest.mark.parametrize(
-    "bad", ["", "..", ".", "../x", "a/b", "x" * 1025, "a b", "a\nb", ".hidden"]
-)
+@pytest.mark.parametrize("bad", ["", "..", ".", "../x", "a/b", "x" * 256, "a b", "a\nb", ".hidden"])
 def test_invalid_ids(bad: str) -> None:
     with pytest.raises(InvalidContainerID, match="invalid container ID format"):
         validate_id(bad)
 
 
-@pytest.mark.parametrize("good", ["c1", "a.b", "A_B+c-d", "x" * 1024, "0" * 64])
+@pytest.mark.parametrize("good", ["c1", "a.b", "A_B+c-d", "x" * 255, "0" * 64])
 def test_valid_ids(good: str) -> None:
     assert validate_id(good) == good
 

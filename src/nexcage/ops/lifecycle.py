@@ -17,7 +17,6 @@ from nexcage.errors import (
     ContainerNotFound,
     InvalidState,
     NexcageError,
-    SpecError,
     StateCorrupt,
     Unsupported,
     UsageError,
@@ -94,18 +93,16 @@ def load_bundle(bundle: str) -> Bundle:
     if not os.path.isdir(directory):
         raise BundleError(directory, f"bundle {directory}: no such file or directory")
     config_path = os.path.join(directory, CONFIG)
-    from nexcage.spec.config import load_config
-    from nexcage.spec.validate import validate_config
+    from nexcage.spec.config import read_config
+    from nexcage.spec.validate import check_config
 
     try:
-        raw, spec = load_config(config_path)
+        raw = read_config(config_path)
     except FileNotFoundError:
         raise BundleError(config_path, f"{config_path}: no such file or directory") from None
     except IsADirectoryError:
         raise BundleError(config_path, f"{config_path}: is a directory") from None
-    violations = validate_config(spec)
-    if violations:
-        raise SpecError(config_path, violations)
+    check_config(raw, config_path)
     root = raw.get("root") or {}
     root_path = root.get("path", "") if isinstance(root, dict) else ""
     rootfs = os.path.normpath(os.path.join(directory, root_path))
@@ -371,7 +368,7 @@ def update(ctx: Context, container_id: str, options: list[str], resources: bytes
         try:
             raw = fastjson.loads(resources)
         except ValueError as exc:
-            from nexcage.errors import Violation
+            from nexcage.errors import SpecError, Violation
 
             raise SpecError("resources", [Violation("", f"malformed JSON: {exc}")]) from None
         parse_resources(raw, "resources")

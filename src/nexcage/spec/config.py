@@ -687,8 +687,8 @@ def parse_config(raw: object, source: str = "config.json") -> Spec:
     return spec
 
 
-def load_config(path: str) -> tuple[dict[str, Any], Spec]:
-    """Read and parse ``path``: (the raw dict, its typed view).
+def read_config(path: str) -> Any:
+    """Read and decode ``path`` (not type-checked: see parse_config / validate.check_config).
 
     Malformed JSON raises SpecError whose one violation is a SyntaxViolation (line, column).
     OSError (FileNotFoundError, IsADirectoryError, PermissionError) propagates unchanged: the
@@ -697,9 +697,14 @@ def load_config(path: str) -> tuple[dict[str, Any], Spec]:
     with open(path, "rb") as f:
         data = f.read()
     try:
-        raw = fastjson.loads(data)
+        return fastjson.loads(data)
     except fastjson.JSONError as exc:
         raise SpecError(path, [SyntaxViolation(exc.msg, exc.lineno, exc.colno)]) from None
+
+
+def load_config(path: str) -> tuple[dict[str, Any], Spec]:
+    """Read and parse ``path``: (the raw dict, its typed view). Errors as for read_config."""
+    raw = read_config(path)
     return raw, parse_config(raw, path)
 
 

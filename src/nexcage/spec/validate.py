@@ -593,3 +593,29 @@ def validate_resources(resources: Resources, path: str = "linux.resources") -> l
             # runc: "unified resource %q must be a file name (no slashes)"
             errors.append(Violation(entry(child(path, "unified"), key), "must be a file name"))
     return errors
+
+
+def check_config(raw: object, source: str = "config.json") -> Spec:
+    """Type-check *and* validate a decoded config.json, raising one SpecError with every
+    violation of both kinds (a field with a wrong type is absent from the typed view, so the
+    semantic rules still run on the rest)."""
+    from nexcage.errors import SpecError
+    from nexcage.spec.config import Spec
+    from nexcage.spec.model import json_type
+
+    if not isinstance(raw, dict):
+        raise SpecError(source, [Violation("", f"expected object, got {json_type(raw)}")])
+    errors: list[Violation] = []
+    spec = Spec.parse(raw, "", errors)
+    if spec is None:  # pragma: no cover - raw is a dict
+        raise SpecError(source, errors)
+    try:
+        errors.extend(validate_config(spec))
+    except (AttributeError, TypeError):
+        # A list item with a wrong type is None in the typed view; rules that walk that list
+        # cannot run. The type violations already name the problem.
+        if not errors:
+            raise
+    if errors:
+        raise SpecError(source, errors)
+    return spec

@@ -1,8 +1,10 @@
 """The state store: ``<root>/<id>/state.json`` per container, one flock per container.
 
 Ids are validated before anything touches the disk (runc ``validateID``): non-empty, only
-``[0-9A-Za-z_+.-]``, not ``.``/``..``, at most 1024 bytes. Backends keep their own state in
-``<root>/.backends/<name>``; ids starting with ``.`` are refused so no id can name it.
+``[0-9A-Za-z_+.-]``, not ``.``/``..``, at most 255 bytes: the id names a directory here and in
+the backend's root, and NAME_MAX is 255 (runc has no bound of its own and fails later).
+Backends keep their own state in ``<root>/.backends/<name>``; ids starting with ``.`` are
+refused so no id can name it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-MAX_ID_LEN = 1024
+MAX_ID_LEN = 255
 _ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_+.-")
 BACKENDS_DIR = ".backends"
 STATE_FILE = "state.json"
