@@ -89,8 +89,16 @@ def make_context(args: parser.Args) -> Context:
         "--data-root": args.glob("data_root"),
         "--runtime": args.glob("runtime"),
         "--config": args.glob("config"),
+        "--log-format": args.glob("log_format"),
+        "--log-level": args.glob("log_level"),
     }
     loaded = settings.load(flags, os.environ)
+    if loaded.log_format != (args.glob("log_format") or "text") or loaded.log_level:
+        # log_format / log_level from the config file or NEXCAGE_* (the flags were applied at
+        # start-up, before settings could be read, so that settings errors are logged too).
+        log.setup(
+            args.glob("log"), loaded.log_format, args.globals.get("debug") is True, loaded.log_level
+        )
     return Context(
         loaded,
         log_file=args.glob("log"),
