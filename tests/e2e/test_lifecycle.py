@@ -392,3 +392,15 @@ def test_newer_field_is_refused_with_its_path(
     assert "linux.memoryPolicy" in proc.stderr
     assert nx("state", "v2", check=False).returncode == 1
     assert os.listdir(nx.root) in ([], [".backends"])  # nothing left behind
+
+
+def test_run_foreground_with_terminal(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+    """`run` with process.terminal and no --console-socket: nexcage receives the pty itself and
+    copies it to its own stdio, as `runc run` does."""
+    bundle = busybox_bundle(
+        ["sh", "-c", "test -t 0 && test -t 1 && echo tty-ok; tty; exit 5"], terminal=True
+    )
+    nx.ids.add("tt1")
+    proc = nx("run", "--bundle", bundle, "tt1", check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 5, proc.stderr
+    assert "tty-ok" in proc.stdout and "/dev/pts/" in proc.stdout
