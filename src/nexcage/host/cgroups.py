@@ -197,8 +197,10 @@ def is_frozen(pid: int, proc: str = PROC, root: str = CGROUP_ROOT) -> bool:
             base = _v1_mount("freezer", proc, root)
             if base is not None:
                 state = _read(_join(base, path) + "/freezer.state")
-                if state is not None and state.strip() in ("FROZEN", "FREEZING"):
-                    return True
+                if state is not None:
+                    # With a v1 freezer hierarchy runtimes freeze there (runc, crun): it is the
+                    # answer, and the unified lookup below (mountinfo parsing) is not needed.
+                    return state.strip() in ("FROZEN", "FREEZING")
     if unified_path is None or unified_path in ("", "/"):
         return False  # the root cgroup cannot be frozen
     unified = unified_root(proc, root)

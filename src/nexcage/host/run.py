@@ -134,7 +134,9 @@ def run(
     finally:
         for fd in to_close:
             os.close(fd)
-    stdout, stderr = _communicate(in_w, input, out_r, err_r)
+    stdout = stderr = b""
+    if in_w >= 0 or capture:  # lifecycle calls have nothing to copy: no `select` import
+        stdout, stderr = _communicate(in_w, input, out_r, err_r)
     code = _wait(pid)
     result = Completed(args, code, stdout, stderr)
     if check and code != 0:
