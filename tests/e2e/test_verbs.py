@@ -93,16 +93,11 @@ def test_update_pids_limit(root: str, busybox_bundle: Callable[..., str], backen
         == 0
     )
     pid = json.loads(run("--root", root, "state", "u1").stdout)["pid"]
-    proc = run(
-        "--root",
-        root,
-        "update",
-        "--resources",
-        "-",
-        "u1",
-        stdin=None,
-        input='{"pids": {"limit": 42}}',
-    )
+
+    def update(resources: str) -> subprocess.CompletedProcess[str]:
+        return run("--root", root, "update", "--resources", "-", "u1", stdin=None, input=resources)
+
+    proc = update('{"pids": {"limit": 42}}')
     assert proc.returncode == 0, proc.stderr
     cgroup = next(
         line.split(":", 2)[2]
@@ -110,16 +105,7 @@ def test_update_pids_limit(root: str, busybox_bundle: Callable[..., str], backen
         if line.split(":")[1] == "pids"
     )
     assert Path(f"/sys/fs/cgroup/pids{cgroup}/pids.max").read_text().strip() == "42"
-    bad = run(
-        "--root",
-        root,
-        "update",
-        "--resources",
-        "-",
-        "u1",
-        stdin=None,
-        input='{"pids": {"limit": "x"}}',
-    )
+    bad = update('{"pids": {"limit": "x"}}')
     assert bad.returncode == 1 and "pids.limit" in bad.stderr
     assert Path(f"/sys/fs/cgroup/pids{cgroup}/pids.max").read_text().strip() == "42"  # unchanged
     flag = run("--root", root, "update", "--pids-limit", "7", "u1")

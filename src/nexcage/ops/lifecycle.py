@@ -163,25 +163,38 @@ def _negotiate(backend: Backend, bundle: Bundle, state_dir: str) -> tuple[str, s
     return derived_dir, None
 
 
+class CreateOptions:
+    """runc's create flags (CONTRACTS.md §1.5); paths made absolute against the caller's cwd."""
+
+    __slots__ = ("console_socket", "no_new_keyring", "no_pivot", "pid_file", "preserve_fds")
+
+    def __init__(
+        self,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        preserve_fds: int = 0,
+        no_pivot: bool = False,
+        no_new_keyring: bool = False,
+    ) -> None:
+        self.pid_file = os.path.abspath(pid_file) if pid_file else None
+        self.console_socket = os.path.abspath(console_socket) if console_socket else None
+        self.preserve_fds = preserve_fds
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+
+
 def create(
     ctx: Context,
     container_id: str,
     bundle_path: str,
+    opts: CreateOptions,
     *,
-    pid_file: str | None = None,
-    console_socket: str | None = None,
-    preserve_fds: int = 0,
-    no_pivot: bool = False,
-    no_new_keyring: bool = False,
     detached: bool = True,
 ) -> Record:
     validate_id(container_id)
-    if pid_file:
-        pid_file = os.path.abspath(pid_file)  # runc: relative to the caller's cwd
-    if console_socket:
-        console_socket = os.path.abspath(console_socket)
     bundle = load_bundle(bundle_path)
-    check_terminal(bundle.terminal, console_socket, detached)
+    check_terminal(bundle.terminal, opts.console_socket, detached)
     annotations = _annotations(bundle.raw)
     from nexcage.ops import route
 
@@ -202,10 +215,10 @@ def create(
             backend_bundle,
             config=backend_config,
             pid_file=pid_path,
-            console_socket=console_socket,
-            preserve_fds=preserve_fds,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
+            console_socket=opts.console_socket,
+            preserve_fds=opts.preserve_fds,
+            no_pivot=opts.no_pivot,
+            no_new_keyring=opts.no_new_keyring,
         )
         pid = _read_pid(pid_path)
         rec = Record(
@@ -223,8 +236,8 @@ def create(
             process=process if isinstance(process := bundle.raw.get("process"), dict) else None,
         )
         ctx.store.save(rec)
-        if pid_file:
-            fs.write_pid_file(pid_file, pid)
+        if opts.pid_file:
+            fs.write_pid_file(opts.pid_file, pid)
     except BaseException as exc:
         _undo_create(backend, container_id, ctx, exc)
         raise

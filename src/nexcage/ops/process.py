@@ -39,47 +39,24 @@ def run(
     ctx: Context,
     container_id: str,
     bundle: str,
+    opts: lifecycle.CreateOptions,
     *,
     detach: bool,
     keep: bool = False,
-    pid_file: str | None = None,
-    console_socket: str | None = None,
-    preserve_fds: int = 0,
-    no_pivot: bool = False,
-    no_new_keyring: bool = False,
 ) -> int:
     if detach:
-        lifecycle.create(
-            ctx,
-            container_id,
-            bundle,
-            pid_file=pid_file,
-            console_socket=console_socket,
-            preserve_fds=preserve_fds,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
-        )
+        lifecycle.create(ctx, container_id, bundle, opts)
         lifecycle.start(ctx, container_id)
         return 0
     _become_subreaper()
     console = None
-    if console_socket is None and lifecycle.load_bundle(bundle).terminal:
+    if opts.console_socket is None and lifecycle.load_bundle(bundle).terminal:
         from nexcage.host.console import ConsoleSocket
 
         console = ConsoleSocket()
-        console_socket = console.path
+        opts.console_socket = console.path
     try:
-        rec = lifecycle.create(
-            ctx,
-            container_id,
-            bundle,
-            pid_file=pid_file,
-            console_socket=console_socket,
-            preserve_fds=preserve_fds,
-            no_pivot=no_pivot,
-            no_new_keyring=no_new_keyring,
-            detached=False,
-        )
+        rec = lifecycle.create(ctx, container_id, bundle, opts, detached=False)
         master = console.receive() if console else -1
     finally:
         if console:

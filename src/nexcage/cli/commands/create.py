@@ -18,16 +18,17 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
-def run(args: Args) -> int:
-    container_id = one_id(args, "create")
-    lifecycle.create(
-        make_context(args),
-        container_id,
-        args.get("bundle") or ".",
+def options(args: Args) -> lifecycle.CreateOptions:
+    return lifecycle.CreateOptions(
         pid_file=args.get("pid_file"),
         console_socket=args.get("console_socket"),
         preserve_fds=int_option(args, "preserve_fds"),
         no_pivot=args.flag("no_pivot"),
         no_new_keyring=args.flag("no_new_keyring"),
     )
+
+
+def run(args: Args) -> int:
+    container_id = one_id(args, "create")
+    lifecycle.create(make_context(args), container_id, args.get("bundle") or ".", options(args))
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from nexcage.cli.commands import create
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import BOOL, Args, Option, int_option, one_id
+from nexcage.cli.parser import BOOL, Args, Option, one_id
 from nexcage.ops import process
 
 OPTIONS: tuple[Option, ...] = (
@@ -22,11 +22,7 @@ def run(args: Args) -> int:
         make_context(args),
         container_id,
         args.get("bundle") or ".",
+        create.options(args),
         detach=args.flag("detach"),
         keep=args.flag("keep"),
-        pid_file=args.get("pid_file"),
-        console_socket=args.get("console_socket"),
-        preserve_fds=int_option(args, "preserve_fds"),
-        no_pivot=args.flag("no_pivot"),
-        no_new_keyring=args.flag("no_new_keyring"),
     )
