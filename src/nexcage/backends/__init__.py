@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from nexcage.backends.base import Backend
 
 OCI_CLI = ("crun", "runc")
-KNOWN = OCI_CLI
+KNOWN = (*OCI_CLI, "lxc")
 
 
 def open_backend(
@@ -37,6 +37,10 @@ def open_backend(
         return oci_cli.OciCli(
             name, path, root, log_file=log_file, debug=debug, systemd_cgroup=systemd_cgroup
         )
+    if name == "lxc":
+        from nexcage.backends import lxc
+
+        return lxc.open_backend(root, log_file=log_file, debug=debug)
     raise BackendNotFound(name, f"unknown runtime backend {name!r} (known: {', '.join(KNOWN)})")
 
 

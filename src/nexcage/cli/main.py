@@ -36,6 +36,10 @@ COMMANDS = {
     "events": "events",
     "check": "check",
     "config": "config",
+    # nexcage's own verbs (PRODUCT.md §1.2)
+    "image": "image",
+    "bundle": "bundle",
+    "template": "template",
 }
 USAGE = """nexcage - a runc-compatible container runtime for crun, runc, LXC and Proxmox VE
 
@@ -51,6 +55,8 @@ commands:
   events    resource statistics           features  show the enabled features
   spec      write a new config.json       check     check the host
   config    show the effective configuration
+  image     pull, ls, inspect, rm, prune, import, export images
+  bundle    write an OCI bundle from an image      template  an LXC/Proxmox template
 
 global options:
   --root DIR          state root (default /run/nexcage)
