@@ -404,3 +404,56 @@ def test_run_foreground_with_terminal(nx: Nexcage, busybox_bundle: Callable[...,
     proc = nx("run", "--bundle", bundle, "tt1", check=False, stdin=subprocess.DEVNULL)
     assert proc.returncode == 5, proc.stderr
     assert "tty-ok" in proc.stdout and "/dev/pts/" in proc.stdout
+
+
+def test_kill_all_signals_every_process(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+    bundle = busybox_bundle(["sh", "-c", "sleep 300 & sleep 300 & touch /ready; wait"])
+    nx.ids.add("ka1")
+    nx.detached("run", "-d", "--bundle", bundle, "ka1")
+    ready = os.path.join(bundle, "rootfs", "ready")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ready):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    pids = json.loads(nx("ps", "--format", "json", "ka1").stdout)
+    assert len(pids) == 3
+    nx("kill", "--all", "ka1", "KILL")
+    nx.wait_status("ka1", "stopped")
+    for pid in pids:  # gone, or a zombie waiting for a reaper
+        stat = f"/proc/{pid}/stat"
+        assert not os.path.exists(stat) or open(stat).read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_force_delete_paused(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+    nx.ids.add("fp1")
+    nx.detached("run", "-d", "--bundle", busybox_bundle(["sleep", "300"]), "fp1")
+    nx("pause", "fp1")
+    refused = nx("delete", "fp1", check=False)
+    assert refused.returncode == 1 and "not stopped: paused" in refused.stderr
+    nx("delete", "--force", "fp1")
+    assert nx("state", "fp1", check=False).returncode == 1
+
+
+def test_events(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+    nx.ids.add("ev1")
+    nx.detached("run", "-d", "--bundle", busybox_bundle(["sleep", "300"]), "ev1")
+    proc = nx("events", "--stats", "ev1", check=False)
+    if nx.backend == "runc":
+        assert proc.returncode == 0, proc.stderr
+        event = json.loads(proc.stdout.splitlines()[0])
+        assert event["type"] == "stats" and event["id"] == "ev1"
+        assert "memory" in event["data"]
+    else:
+        assert proc.returncode == 1 and "no events support" in proc.stderr
+
+
+def test_list_survives_a_corrupt_record(nx: Nexcage, busybox_bundle: Callable[..., str]) -> None:
+    nx.create("ok1", busybox_bundle(["sleep", "300"]))
+    os.makedirs(os.path.join(nx.root, "bad1"))
+    with open(os.path.join(nx.root, "bad1", "state.json"), "w") as f:
+        f.write("{truncated")
+    proc = nx("list", "--format", "json")
+    assert [s["id"] for s in json.loads(proc.stdout)] == ["ok1"]
+    assert "bad1" in proc.stderr and "corrupt" in proc.stderr
+    nx("delete", "--force", "bad1")  # a corrupt record can still be removed
+    assert not os.path.exists(os.path.join(nx.root, "bad1"))

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 class Profile:
     """What differs between OCI CLI runtimes, as data."""
 
-    __slots__ = ("binaries", "config_flag", "name", "spec_by_version", "version_rule")
+    __slots__ = (
+        "binaries",
+        "capabilities",
+        "config_flag",
+        "name",
+        "spec_by_version",
+        "version_rule",
+    )
 
     def __init__(
         self,
@@ -30,6 +37,7 @@ class Profile:
         config_flag: str | None,
         version_rule: str,
         spec_by_version: tuple[tuple[tuple[int, ...], str], ...],
+        capabilities: frozenset[str],
     ) -> None:
         self.name = name
         self.binaries = binaries  # where to look, in order (after config and $PATH)
@@ -40,7 +48,13 @@ class Profile:
         self.version_rule = version_rule
         # (binary version below which, newest spec release implemented), in ascending order.
         self.spec_by_version = spec_by_version
+        # What the binary can do beyond the runtime-spec operations (``nexcage features``).
+        self.capabilities = capabilities
 
+
+COMMON = frozenset(
+    {"created-state", "exec", "pause", "console-socket", "update", "ps", "preserve-fds"}
+)
 
 PROFILES: dict[str, Profile] = {
     # crun up to 1.8.x accepts an ociVersion only if it contains the substring "1.0" (strstr), so
@@ -54,6 +68,7 @@ PROFILES: dict[str, Profile] = {
         "--config",
         "substring-1.0",
         (((1, 9), "1.1.0"), ((1, 20), "1.2.0")),
+        COMMON,  # crun has no `events` command
     ),
     # runc 1.1.5 (Debian 12) parses ociVersion leniently (it accepts a 1.3.0 config) but would
     # silently ignore fields newer than it knows: runc 1.1 implements 1.1.0, 1.2 implements 1.2.x.
@@ -63,12 +78,9 @@ PROFILES: dict[str, Profile] = {
         None,
         "any",
         (((1, 2), "1.1.0"), ((1, 3), "1.2.1")),
+        COMMON | {"events"},
     ),
 }
-
-CAPABILITIES = frozenset(
-    {"created-state", "exec", "pause", "console-socket", "update", "ps", "preserve-fds"}
-)
 
 
 def find_binary(name: str, override: str | None = None) -> str | None:
@@ -101,9 +113,16 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 class OciCli:
     """A runc-compatible runtime binary driven through its command line."""
 
-    __slots__ = ("_version", "binary", "global_args", "log_file", "name", "profile", "root")
-
-    capabilities = CAPABILITIES
+    __slots__ = (
+        "_version",
+        "binary",
+        "capabilities",
+        "global_args",
+        "log_file",
+        "name",
+        "profile",
+        "root",
+    )
 
     def __init__(
         self,
@@ -117,6 +136,7 @@ class OciCli:
     ) -> None:
         self.name = name
         self.profile = PROFILES[name]
+        self.capabilities = self.profile.capabilities
         self.binary = binary
         self.root = root
         self._version: str | None = None

@@ -299,4 +299,12 @@ def events(ctx: Context, container_id: str, options: Sequence[str]) -> None:
     rec, status = lifecycle.load(ctx, container_id)
     if status == st.STOPPED:
         raise InvalidState(container_id, status, "container not running")
-    host_run.replace(ctx.backend(rec.backend).events_argv(container_id, options))
+    backend = ctx.backend(rec.backend)
+    if "events" not in backend.capabilities:
+        from nexcage.errors import NexcageError
+
+        raise NexcageError(
+            f"events: the {rec.backend} backend has no events support (crun has no `events` "
+            "command); create the container with --runtime runc for stats and OOM events"
+        )
+    host_run.replace(backend.events_argv(container_id, options))
