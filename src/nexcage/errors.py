@@ -189,3 +189,162 @@ class CommandFailed(NexcageError):
 
 class HostError(NexcageError):
     """An OS-level operation failed (mount, cgroup write, socket, ...)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: references, registries, the content store (issue 3)
+
+
+class ImageError(NexcageError):
+    """Base class of image, registry and content-store failures."""
+
+
+class InvalidReference(ImageError):
+    """An image reference that does not parse (``[registry[:port]/]repo[:tag][@digest]``)."""
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(self, reference: str, reason: str) -> None:
+        super().__init__(f"invalid image reference {reference!r}: {reason}")
+        self.reference = reference
+        self.reason = reason
+
+
+class ImageNotFound(ImageError):
+    """Nothing in the local store answers to ``what`` (a reference or a digest prefix)."""
+
+    def __init__(self, what: str, *, reason: str = "") -> None:
+        super().__init__(f"image not known: {what}" + (f" ({reason})" if reason else ""))
+        self.what = what
+        self.reason = reason
+
+
+class BlobNotFound(ImageError):
+    def __init__(self, digest: str) -> None:
+        super().__init__(f"blob {digest} is not in the content store")
+        self.digest = digest
+
+
+class ContentMismatch(ImageError):
+    """Downloaded or imported content whose size or digest is not what its descriptor says.
+
+    ``kind`` is ``"digest"`` or ``"size"``; a short read (truncated blob) is a size mismatch with
+    ``actual < expected``.
+    """
+
+    def __init__(self, what: str, kind: str, expected: str, actual: str) -> None:
+        if kind == "size":
+            detail = f"size {actual} bytes, expected {expected}"
+        else:
+            detail = f"digest {actual}, expected {expected}"
+        super().__init__(f"{what}: content does not match its descriptor: {detail}")
+        self.what = what
+        self.kind = kind
+        self.expected = expected
+        self.actual = actual
+
+
+class RegistryError(ImageError):
+    """The registry answered with an error (or not at all).
+
+    ``status`` is the HTTP status (0: no answer), ``code`` the distribution error code
+    (``MANIFEST_UNKNOWN``, ``NAME_UNKNOWN``, ``DENIED``, ...) when the registry sent one.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        repository: str,
+        message: str,
+        *,
+        status: int = 0,
+        code: str = "",
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(f"{registry}/{repository}: {message}", hint=hint)
+        self.registry = registry
+        self.repository = repository
+        self.status = status
+        self.code = code
+
+
+class ManifestUnknown(RegistryError):
+    """The tag or digest does not exist in the repository (registry answered 404)."""
+
+    def __init__(self, registry: str, repository: str, reference: str, *, code: str = "") -> None:
+        super().__init__(
+            registry,
+            repository,
+            f"manifest {reference!r} not found (unknown tag or digest)",
+            status=404,
+            code=code or "MANIFEST_UNKNOWN",
+        )
+        self.reference = reference
+
+
+class Unauthorized(RegistryError):
+    """401/403: no credentials where some are needed, or the registry refused them."""
+
+    def __init__(self, registry: str, repository: str, reason: str, *, status: int = 401) -> None:
+        super().__init__(
+            registry,
+            repository,
+            f"unauthorized: {reason}",
+            status=status,
+            code="UNAUTHORIZED" if status == 401 else "DENIED",
+            hint="give credentials with --creds USER:PASS or in $REGISTRY_AUTH_FILE, "
+            "${XDG_RUNTIME_DIR}/containers/auth.json or ~/.docker/config.json",
+        )
+        self.reason = reason
+
+
+class PlatformNotFound(ImageError):
+    """The image index has no manifest for the wanted platform; lists the ones it has."""
+
+    def __init__(self, reference: str, wanted: str, available: list[str]) -> None:
+        have = ", ".join(available) if available else "none"
+        super().__init__(f"{reference}: no image for platform {wanted} (the index has: {have})")
+        self.reference = reference
+        self.wanted = wanted
+        self.available = available
+
+
+class InvalidImage(SpecError):
+    """A manifest, index or image config that is malformed; every violation has a JSON path."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Unpacking layers, importing archives (issue 3, unpack/layout)
+
+
+class LayerError(ImageError):
+    """A layer that cannot be applied safely or at all: a path leaving the root, a link to outside
+    it, a bad whiteout, a device node where none may be made, a corrupt or truncated tar.
+
+    ``layer`` is the blob digest, ``entry`` the tar member name ("" for the layer as a whole).
+    """
+
+    def __init__(self, layer: str, entry: str, reason: str) -> None:
+        where = f"layer {layer}" + (f": entry {entry!r}" if entry else "")
+        super().__init__(f"{where}: {reason}")
+        self.layer = layer
+        self.entry = entry
+        self.reason = reason
+
+
+class ArchiveError(ImageError):
+    """A file or directory given to ``image import`` that is not an image archive or layout."""
+
+    def __init__(self, path: str, reason: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {reason}", hint=hint)
+        self.path = path
+        self.reason = reason
+
+
+class UnsafePath(ImageError):
+    """A path inside a root filesystem that would lead out of it (or cannot be walked)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path or '/'}: {reason}")
+        self.path = path
+        self.reason = reason

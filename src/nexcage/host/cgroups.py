@@ -214,6 +214,21 @@ def is_frozen(pid: int, proc: str = PROC, root: str = CGROUP_ROOT) -> bool:
     return any(e.strip() == "frozen 1" for e in (_read(cg + "/cgroup.events") or "").splitlines())
 
 
+def controller_dir(
+    pid: int, controller: str | None, proc: str = PROC, root: str = CGROUP_ROOT
+) -> str | None:
+    """The directory of ``pid``'s cgroup in ``controller``'s v1 hierarchy, or (``None``) in the
+    unified hierarchy; None if there is no such hierarchy or the pid is gone."""
+    for controllers, path in _proc_cgroups(pid, proc):
+        if controller is None and not controllers:
+            unified = unified_root(proc, root)
+            return _join(unified, path) if unified else None
+        if controller is not None and controller in controllers:
+            base = _v1_mount(controller, proc, root)
+            return _join(base, path) if base else None
+    return None
+
+
 def _location(pid: int, proc: str, root: str) -> tuple[str, bool] | None:
     lines = _proc_cgroups(pid, proc)
     if not lines:

@@ -213,13 +213,25 @@ def _run_forked(
     return Completed(args, code, stdout, stderr)
 
 
-def spawn(argv: Sequence[str], *, pass_fds: Sequence[int] = ()) -> int:
-    """Start argv with inherited stdio and return its pid (the caller waits)."""
+def spawn(
+    argv: Sequence[str],
+    *,
+    pass_fds: Sequence[int] = (),
+    dup2: Sequence[tuple[int, int]] = (),
+    setsid: bool = False,
+) -> int:
+    """Start argv with inherited stdio and return its pid (the caller waits).
+
+    ``dup2`` maps (our fd, child fd) pairs, e.g. a sync socket to the fd after the preserved
+    ones; ``setsid`` puts a long-lived child (the LXC monitor) in its own session, away from
+    the caller's terminal signals.
+    """
     args = [os.fspath(a) for a in argv]
     log.debug("+ " + " ".join(args))
     for fd in pass_fds:
         os.set_inheritable(fd, True)
-    return _spawn(args, environment(), [])
+    actions: list[tuple[int, ...]] = [(os.POSIX_SPAWN_DUP2, src, dst) for src, dst in dup2]
+    return _spawn(args, environment(), actions, setsid=setsid)
 
 
 def wait(pid: int) -> int:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
     from nexcage.backends.base import Backend
     from nexcage.ops.context import Context
+    from nexcage.ops.image_bundle import ImageSource
 
 CONFIG = "config.json"
 PID_FILE = "init.pid"
@@ -191,21 +192,43 @@ def create(
     opts: CreateOptions,
     *,
     detached: bool = True,
+    image: ImageSource | None = None,
 ) -> Record:
+    """Create a container from the bundle at ``bundle_path``, or, with ``image``
+    (``create --image``), from a bundle that ``image.prepare`` builds once the id is reserved
+    (so no other create of the same id builds the same directory). What ``prepare`` made is
+    recorded as owned: ``delete`` and a failed create remove it."""
     validate_id(container_id)
-    bundle = load_bundle(bundle_path)
-    check_terminal(bundle.terminal, opts.console_socket, detached)
-    annotations = _annotations(bundle.raw)
-    from nexcage.ops import route
+    lock = None
+    owned: list[str] = []
+    if image is not None:
+        lock = ctx.store.reserve(container_id)
+        if lock is None:
+            raise ContainerExists(container_id)
+        try:
+            bundle_path, owned = image.prepare(ctx, container_id)
+        except BaseException:
+            _abandon(ctx, container_id, owned, lock)
+            raise
+    try:
+        bundle = load_bundle(bundle_path)
+        check_terminal(bundle.terminal, opts.console_socket, detached)
+        annotations = _annotations(bundle.raw)
+        from nexcage.ops import route
 
-    name, _why = route.choose(ctx, container_id, annotations)
-    backend = ctx.backend(name)
-    findings = backend.check(bundle.raw)
-    if findings:
-        raise Unsupported(name, findings)
-    lock = ctx.store.reserve(container_id)
+        name, _why = route.choose(ctx, container_id, annotations)
+        backend = ctx.backend(name)
+        findings = backend.check(bundle.raw)
+        if findings:
+            raise Unsupported(name, findings)
+    except BaseException:
+        if lock is not None:
+            _abandon(ctx, container_id, owned, lock)
+        raise
     if lock is None:
-        raise ContainerExists(container_id)
+        lock = ctx.store.reserve(container_id)
+        if lock is None:
+            raise ContainerExists(container_id)
     state_dir = ctx.store.dir(container_id)
     try:
         backend_bundle, backend_config = _negotiate(backend, bundle, state_dir)
@@ -221,6 +244,7 @@ def create(
             no_new_keyring=opts.no_new_keyring,
         )
         pid = _read_pid(pid_path)
+        waited = backend.waited_pid(container_id, pid)
         rec = Record(
             container_id,
             name,
@@ -234,16 +258,46 @@ def create(
             backend_bundle=backend_bundle,
             backend_config=backend_config or "",
             process=process if isinstance(process := bundle.raw.get("process"), dict) else None,
+            owned=owned,
+            monitor_pid=waited if waited != pid else 0,
         )
         ctx.store.save(rec)
         if opts.pid_file:
-            fs.write_pid_file(opts.pid_file, pid)
+            fs.write_pid_file(opts.pid_file, waited)
     except BaseException as exc:
         _undo_create(backend, container_id, ctx, exc)
+        remove_owned(owned)
         raise
     finally:
         lock.__exit__(None, None, None)
     return rec
+
+
+def _abandon(ctx: Context, container_id: str, owned: list[str], lock: fs.Lock) -> None:
+    """Undo a reservation made for ``create --image`` (nothing reached the backend yet)."""
+    try:
+        remove_owned(owned)
+        ctx.store.remove(container_id)
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def remove_owned(paths: list[str]) -> None:
+    """Remove what a container owns (its image rootfs); a failure is logged, never raised: it
+    must not keep a container from being deleted, nor mask a create's error."""
+    if not paths:
+        return
+    from nexcage import log
+    from nexcage.image.rootfs import remove_path  # iterative: a hostile tree can be deep
+
+    for path in paths:
+        if not os.path.isabs(path) or os.path.normpath(path).count("/") < 2:
+            log.warning(f"not removing {path!r}: not a path nexcage makes")
+            continue
+        try:
+            remove_path(path)
+        except OSError as exc:
+            log.warning(f"cannot remove {path}: {exc}")
 
 
 def _undo_create(backend: Backend, container_id: str, ctx: Context, exc: BaseException) -> None:
@@ -349,6 +403,7 @@ def delete(ctx: Context, container_id: str, *, force: bool = False) -> None:
             backend.delete(container_id, force=force or status != st.STOPPED)
         except ContainerNotFound:
             pass  # the backend already forgot it (its state lives on tmpfs too)
+        remove_owned(rec.owned)
         ctx.store.remove(container_id)
 
 

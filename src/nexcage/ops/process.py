@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from nexcage.ops.context import Context
+    from nexcage.ops.image_bundle import ImageSource
 
 PR_SET_CHILD_SUBREAPER = 36
 # runc forwards every signal to the container except these (signals.go).
@@ -43,20 +44,22 @@ def run(
     *,
     detach: bool,
     keep: bool = False,
+    image: ImageSource | None = None,
 ) -> int:
     if detach:
-        lifecycle.create(ctx, container_id, bundle, opts)
+        lifecycle.create(ctx, container_id, bundle, opts, image=image)
         lifecycle.start(ctx, container_id)
         return 0
     _become_subreaper()
     console = None
-    if opts.console_socket is None and lifecycle.load_bundle(bundle).terminal:
+    terminal = image.terminal if image is not None else lifecycle.load_bundle(bundle).terminal
+    if opts.console_socket is None and terminal:
         from nexcage.host.console import ConsoleSocket
 
         console = ConsoleSocket()
         opts.console_socket = console.path
     try:
-        rec = lifecycle.create(ctx, container_id, bundle, opts, detached=False)
+        rec = lifecycle.create(ctx, container_id, bundle, opts, detached=False, image=image)
         master = console.receive() if console else -1
     finally:
         if console:
@@ -68,7 +71,7 @@ def run(
             from nexcage.host.console import proxy
 
             proxy(master)
-        code = _wait_for(rec.pid)
+        code = _wait_for(rec.monitor_pid or rec.pid)
     finally:
         restore()
         if not keep:
@@ -265,6 +268,8 @@ def exec_(
     argv = ctx.backend(rec.backend).exec_argv(
         container_id, ["--process", process_file, *passthrough], ()
     )
+    if not argv:
+        return  # the backend started a detached exec itself (lxc)
     host_run.replace(argv, pass_fds=fds)
 
 
@@ -290,7 +295,12 @@ def ps(ctx: Context, container_id: str, fmt: str, ps_args: Sequence[str]) -> lis
     rec, status = lifecycle.load(ctx, container_id)
     if status == st.STOPPED:
         return []
-    host_run.replace(ctx.backend(rec.backend).ps_argv(container_id, fmt, ps_args))
+    argv = ctx.backend(rec.backend).ps_argv(container_id, fmt, ps_args)
+    if not argv:
+        from nexcage.host import cgroups
+
+        return cgroups.pids_of(rec.pid)
+    host_run.replace(argv)
     return None
 
 

@@ -57,7 +57,9 @@ class Record:
         "bundle",
         "created",
         "id",
+        "monitor_pid",
         "oci_version",
+        "owned",
         "owner",
         "pid",
         "pid_start",
@@ -83,6 +85,8 @@ class Record:
         backend_bundle: str = "",
         backend_config: str = "",
         process: dict[str, Any] | None = None,
+        owned: list[str] | None = None,
+        monitor_pid: int = 0,
     ) -> None:
         self.id = id
         self.backend = backend
@@ -102,9 +106,15 @@ class Record:
         # config.json's process as it was at create: exec starts from it (runc keeps the whole
         # config in its state; later edits to the bundle must not affect the container).
         self.process = process or {}
+        # Paths made for this container and removed with it (the rootfs prepared for
+        # `create --image` under the data root). Records without the key own nothing.
+        self.owned = owned or []
+        # The process engines were given in --pid-file and reap (backend.waited_pid) when it is
+        # not the init itself: LXC's monitor. 0: the init pid is the one.
+        self.monitor_pid = monitor_pid
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": FORMAT,
             "id": self.id,
             "backend": self.backend,
@@ -121,6 +131,11 @@ class Record:
             "backendConfig": self.backend_config,
             "process": self.process,
         }
+        if self.owned:
+            doc["owned"] = self.owned
+        if self.monitor_pid:
+            doc["monitorPid"] = self.monitor_pid
+        return doc
 
     @classmethod
     def from_json(cls, raw: object, path: str) -> Record:
@@ -140,6 +155,9 @@ class Record:
             return value
 
         annotations = get("annotations", dict, {})
+        owned = get("owned", list, [])
+        if not all(isinstance(p, str) and p.startswith("/") for p in owned):
+            raise StateCorrupt(path, "owned must list absolute paths")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in annotations.items()):
             raise StateCorrupt(path, "annotations must map strings to strings")
         return cls(
@@ -157,4 +175,6 @@ class Record:
             backend_bundle=get("backendBundle", str, ""),
             backend_config=get("backendConfig", str, ""),
             process=get("process", dict, {}),
+            owned=owned,
+            monitor_pid=get("monitorPid", int, 0),
         )

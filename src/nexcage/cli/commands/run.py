@@ -1,4 +1,5 @@
 """nexcage run [-d] [--keep] [-b DIR] [--console-socket S] [--pid-file F] ID
+nexcage run --image REF [--pull P] [--platform P] [-t] [-d] ID [-- CMD...]
 
 Foreground: the exit status is the container's (128+N for a signal)."""
 
@@ -6,7 +7,7 @@ from __future__ import annotations
 
 from nexcage.cli.commands import create
 from nexcage.cli.main import make_context
-from nexcage.cli.parser import BOOL, Args, Option, one_id
+from nexcage.cli.parser import BOOL, Args, Option
 from nexcage.ops import process
 
 OPTIONS: tuple[Option, ...] = (
@@ -17,7 +18,7 @@ OPTIONS: tuple[Option, ...] = (
 
 
 def run(args: Args) -> int:
-    container_id = one_id(args, "run")
+    container_id, image = create.target(args, "run")
     return process.run(
         make_context(args),
         container_id,
@@ -25,4 +26,5 @@ def run(args: Args) -> int:
         create.options(args),
         detach=args.flag("detach"),
         keep=args.flag("keep"),
+        image=image,
     )
