@@ -348,3 +348,11 @@ class UnsafePath(ImageError):
         super().__init__(f"{path or '/'}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class StorageError(NexcageError):
+    """A storage driver operation failed or was refused (driver name and what was asked)."""
+
+    def __init__(self, driver: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"storage {driver}: {message}", hint=hint)
+        self.driver = driver

@@ -40,6 +40,8 @@ COMMANDS = {
     "image": "image",
     "bundle": "bundle",
     "template": "template",
+    "snapshot": "snapshot",
+    "storage": "storage",
 }
 USAGE = """nexcage - a runc-compatible container runtime for crun, runc, LXC and Proxmox VE
 
@@ -57,6 +59,7 @@ commands:
   config    show the effective configuration
   image     pull, ls, inspect, rm, prune, import, export images
   bundle    write an OCI bundle from an image      template  an LXC/Proxmox template
+  snapshot  create, ls, rollback, rm snapshots     storage   init, df, gc
 
 global options:
   --root DIR          state root (default /run/nexcage)

@@ -1,0 +1,1 @@
+"""Layer storage with snapshots: overlay, btrfs, zfs, dir (see base.py for the contract)."""
