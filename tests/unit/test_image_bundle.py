@@ -71,7 +71,7 @@ def test_full_conversion() -> None:
     assert process["terminal"] is False
     assert spec["root"] == {"path": "rootfs", "readonly": False}
     assert spec["hostname"] == "c0ffee"
-    assert spec["ociVersion"] == "1.3.0"
+    assert spec["ociVersion"] == "1.0.2"  # the oldest release covering its fields
     volumes = [m for m in spec["mounts"] if m["destination"] in ("/data", "/cache")]
     assert volumes == [
         {"destination": d, "type": "tmpfs", "source": "none",
@@ -261,3 +261,12 @@ def test_create_without_image_loads_no_image_code(tmp_path: Any) -> None:
     heavy = [m for m in loaded if m.startswith(("nexcage.image", "nexcage.ops.image", "urllib3",
                                                 "zstandard", "tarfile", "json"))]  # fmt: skip
     assert heavy == []
+
+
+def test_bundle_declares_the_oldest_version_it_needs() -> None:
+    """Regression: bundles declared 1.3.0, which crun 1.8.1 rejects when run directly."""
+    from nexcage.spec.versions import minimal_version
+
+    assert minimal_version({"ociVersion": "1.3.0", "process": {"args": ["x"]}}) == "1.0.2"
+    assert minimal_version({"linux": {"memoryPolicy": {"mode": "MPOL_LOCAL"}}}) == "1.3.0"
+    assert minimal_version({"domainname": "d"}) == "1.1.0"

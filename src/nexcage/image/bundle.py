@@ -31,6 +31,7 @@ from nexcage.errors import InvalidImage, Violation
 from nexcage.image import manifest as mf
 from nexcage.image.user import ExecUser
 from nexcage.spec.default import default_spec
+from nexcage.spec.versions import minimal_version
 
 ANNOTATION = "org.opencontainers.image."
 STOP_SIGNAL = ANNOTATION + "stopSignal"
@@ -177,4 +178,7 @@ def runtime_spec(
     annotations = _annotations(doc)
     if annotations:
         spec["annotations"] = annotations
+    # Declare the oldest spec release that covers what the bundle uses (umoci writes 1.0.x), so
+    # the bundle also runs directly on runtimes that check the version (crun 1.8).
+    spec["ociVersion"] = minimal_version(spec)
     return spec

@@ -90,7 +90,10 @@ def _current(store: ImageStore, ref: reference.Reference) -> ImageRecord | None:
 def _up_to_date(
     store: ImageStore, record: ImageRecord, digest: str | None, wanted: mf.Platform
 ) -> bool:
-    if digest not in (record.manifest_digest, record.index_digest):
+    # An unknown remote digest (no Docker-Content-Digest, auth needed, registry unreachable) is
+    # never "the same": None would otherwise match a plain manifest's absent index digest and a
+    # moved tag would silently keep the stale image.
+    if digest is None or digest not in (record.manifest_digest, record.index_digest):
         return False
     if not record.platform.matches(wanted):
         return False

@@ -189,3 +189,16 @@ def derive_for(raw: dict[str, Any], accepted: str) -> dict[str, Any]:
     derived: dict[str, Any] = copy_json(raw)
     derived["ociVersion"] = accepted
     return derived
+
+
+def minimal_version(raw: dict[str, Any], floor: str = "1.0.2") -> str:
+    """The oldest runtime-spec release that has every field ``raw`` uses (at least ``floor``).
+
+    What a bundle nexcage writes should declare, so that runtimes which check the version (crun
+    1.8 accepts only "1.0"-ish strings, CONTRACTS.md §0) take it as long as no newer field is used.
+    """
+    best = floor
+    for _path, since in newer_fields(raw, floor):
+        if compare(since, best) > 0:
+            best = since
+    return best
