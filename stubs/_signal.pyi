@@ -1,5 +1,5 @@
 # The C half of the signal module (imported directly to avoid signal.py's IntEnum, DESIGN.md).
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
@@ -14,3 +14,4 @@ _Handler = Callable[[int, FrameType | None], Any] | int | None
 
 def signal(signalnum: int, handler: _Handler, /) -> _Handler: ...
 def __getattr__(name: str) -> int: ...
+def pthread_sigmask(how: int, mask: Iterable[int], /) -> set[int]: ...

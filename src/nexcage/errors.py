@@ -356,3 +356,27 @@ class StorageError(NexcageError):
     def __init__(self, driver: str, message: str, *, hint: str | None = None) -> None:
         super().__init__(f"storage {driver}: {message}", hint=hint)
         self.driver = driver
+
+
+class ImageInUse(ImageError):
+    """``image rm`` of an image whose layers a container's rootfs is made from."""
+
+    def __init__(self, reference: str, containers: list[str]) -> None:
+        shown = ", ".join(containers[:10]) + (" ..." if len(containers) > 10 else "")
+        super().__init__(
+            f"image {reference} is in use by container(s) {shown}: not removed",
+            hint="delete the container(s) first (nexcage delete ID); `nexcage storage gc` "
+            "removes what a crashed create left",
+        )
+        self.reference = reference
+        self.containers = containers
+
+
+class SnapshotNotFound(StorageError):
+    def __init__(self, driver: str, container_id: str, name: str, available: list[str]) -> None:
+        have = ", ".join(available) if available else "none"
+        super().__init__(
+            driver, f"container {container_id} has no snapshot {name!r} (snapshots: {have})"
+        )
+        self.container_id = container_id
+        self.name = name

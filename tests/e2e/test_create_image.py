@@ -132,6 +132,8 @@ def nx(
         n("delete", "--force", cid, check=False)
     leftovers = [cid for cid in n.ids if n.container_dir(cid).exists()]
     assert leftovers == [], f"container directories left behind: {leftovers}"
+    rootfs = [p.name for p in Path(data_root, "storage").glob("*/containers/*")]
+    assert rootfs == [], f"container rootfs left behind: {rootfs}"
 
 
 def parse(line: str) -> dict[str, str]:
@@ -166,16 +168,20 @@ def test_create_start_delete_removes_the_rootfs(nx: Nexcage, tmp_path: Path) -> 
     state = json.loads(nx("state", "img-c").stdout)
     assert state["status"] == "created"
     assert state["bundle"] == os.fspath(directory)
-    assert state["rootfs"] == os.fspath(directory / "rootfs")
+    # the rootfs comes from the storage driver (layers unpacked once, shared), not the bundle
+    rootfs = Path(state["rootfs"])
+    assert rootfs.is_relative_to(Path(nx.data_root, "storage"))
     assert state["annotations"]["org.opencontainers.image.stopSignal"] == "SIGINT"
-    assert (directory / "rootfs" / "work" / "dir").is_dir()  # WorkingDir made
+    assert (rootfs / "work" / "dir").is_dir()  # WorkingDir made
     config = json.loads((directory / "config.json").read_text())
     assert config["process"]["terminal"] is False and config["hostname"] == "img-c"
+    assert config["root"]["path"] == os.fspath(rootfs)
     nx("start", "img-c")
     nx.wait_stopped("img-c")
     assert parse(out.read_text().strip())["uid"] == "1000"
     nx("delete", "img-c")
     assert not directory.exists()
+    assert not rootfs.exists()
     assert json.loads(nx("list", "--format", "json").stdout) == []
 
 
@@ -207,9 +213,10 @@ def test_failed_creates_leave_nothing(nx: Nexcage) -> None:
 def test_same_id_twice(nx: Nexcage) -> None:
     nx.ids.add("img-twice")
     assert nx.detached("create", "--image", IMAGE, "img-twice").returncode == 0
+    rootfs = Path(json.loads(nx("state", "img-twice").stdout)["rootfs"])
     proc = nx("create", "--image", IMAGE, "img-twice", check=False)
     assert proc.returncode == 1 and "already exists" in proc.stderr
-    assert (nx.container_dir("img-twice") / "rootfs" / "bin").is_dir()  # untouched
+    assert (rootfs / "bin").is_dir()  # untouched
 
 
 def test_bundle_verb_writes_a_runnable_bundle(nx: Nexcage, tmp_path: Path) -> None:

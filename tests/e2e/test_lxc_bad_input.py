@@ -9,9 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from test_create_image import with_config
 from test_lxc_lifecycle import Lxc, lxc  # noqa: F401  (the fixture)
 
 from support import pid_alive, wait_for
+from support.busybox import ImageArchive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.root]
 
@@ -99,3 +101,39 @@ def test_missing_rootfs(lxc: Lxc, busybox_bundle: Callable[..., str]) -> None:  
     proc = lxc.create("nr", bundle, check=False)
     assert proc.returncode == 1 and "rootfs" in proc.stderr
     assert _lxc_dirs(lxc.root) == []
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ({"Env": ["PATH=/bin", "EVIL=" + INJECT]}, ("process.env[1]", "line feed")),
+        ({"WorkingDir": "/srv" + INJECT}, ("config.WorkingDir", "newline")),
+        ({"User": "0\nlxc.init.uid = 0"}, ("config.User", "newline")),
+        ({"StopSignal": "TERM\n" + INJECT}, ("config.StopSignal", "newline")),
+    ],
+    ids=["env", "workdir", "user", "stopsignal"],
+)
+def test_image_line_injection_is_refused(
+    lxc: Lxc,  # noqa: F811 (fixture)
+    busybox_image: ImageArchive,
+    tmp_path: Path,
+    config: dict[str, object],
+    words: tuple[str, str],
+) -> None:
+    """``create --image`` with the lxc backend: an image whose Env, WorkingDir, User or
+    StopSignal holds a newline meant to add an lxc.mount.entry is refused, with nothing left in
+    the data root or the LXC path."""
+    ref = "localhost/nexcage-e2e/lxc-inject:1"
+    data = tmp_path / "data"
+    layout = with_config(busybox_image, tmp_path / "layout", ref, **config)
+    assert lxc("--data-root", os.fspath(data), "image", "import", layout).returncode == 0
+    lxc.ids.add("img-inj")
+    proc = lxc.detached("--data-root", os.fspath(data), "create", "--image", ref, "img-inj",
+                        check=False)  # fmt: skip
+    assert proc.returncode == 1
+    assert all(word in proc.stderr for word in words), proc.stderr
+    assert lxc("state", "img-inj", check=False).returncode == 1
+    assert _lxc_dirs(lxc.root) == []
+    _no_config_mentions(lxc.root)
+    assert list(data.glob("containers/*")) == []
+    assert list(data.glob("storage/*/containers/*")) == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -328,3 +329,65 @@ def test_preserve_fds(lxc: Lxc, busybox_bundle: Callable[..., str]) -> None:
         assert os.read(r3, 100) == b"through-fd-3\n"
     finally:
         os.close(r3)
+
+
+def _console(server: socket.socket) -> int:
+    """The pty master an exec or create sent to the console socket ``server`` listens on."""
+    conn, _ = server.accept()
+    fds = array.array("i")
+    _msg, anc, _flags, _addr = conn.recvmsg(1024, socket.CMSG_LEN(fds.itemsize))
+    conn.close()
+    fds.frombytes(anc[0][2][: fds.itemsize])
+    return fds[0]
+
+
+def _read_until(master: int, text: bytes) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + 15
+    while text not in seen:
+        assert time.monotonic() < deadline, seen
+        seen += os.read(master, 4096)
+    return seen
+
+
+def test_foreground_exec_with_console_socket(
+    lxc: Lxc, busybox_bundle: Callable[..., str], tmp_path: Path
+) -> None:
+    """runc's ``exec --tty --console-socket S`` without ``--detach``: the pty goes to the socket,
+    the exec waits for the process, exits with its status and passes signals on to it."""
+    lxc.ids.add("fc1")
+    lxc.detached("run", "-d", "--bundle", busybox_bundle(["sleep", "300"]), "fc1")
+    sock_path = os.fspath(tmp_path / "console.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(sock_path)
+    server.listen(2)
+    server.settimeout(30)
+    null = subprocess.DEVNULL
+    try:
+        script = "tty; read x; echo got-$x; exit 7"
+        exe = subprocess.Popen(
+            lxc.argv("exec", "--tty", "--console-socket", sock_path, "fc1", "sh", "-c", script),
+            stdin=null, stdout=null, stderr=null,
+        )  # fmt: skip
+        master = _console(server)
+        assert b"/dev/pts/" in _read_until(master, b"/dev/pts/")
+        os.write(master, b"hello\n")
+        _read_until(master, b"got-hello")
+        assert exe.wait(timeout=30) == 7
+        os.close(master)
+
+        script = "trap 'exit 9' TERM; echo ready; while :; do sleep 1; done"
+        exe = subprocess.Popen(
+            lxc.argv("exec", "--tty", "--console-socket", sock_path, "fc1", "sh", "-c", script),
+            stdin=null, stdout=null, stderr=null,
+        )  # fmt: skip
+        master = _console(server)
+        _read_until(master, b"ready")
+        exe.send_signal(signal.SIGTERM)
+        assert exe.wait(timeout=30) == 9
+        os.close(master)
+    finally:
+        server.close()
+    missing = lxc("exec", "--tty", "--console-socket", sock_path, "fc1", "nonexistent",
+                  check=False, stdin=null)  # fmt: skip
+    assert missing.returncode == 255 and "executable file not found" in missing.stderr

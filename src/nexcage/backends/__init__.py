@@ -44,6 +44,24 @@ def open_backend(
     raise BackendNotFound(name, f"unknown runtime backend {name!r} (known: {', '.join(KNOWN)})")
 
 
+def known(name: str) -> str:
+    """``name`` if nexcage has a backend of that name, else BackendNotFound."""
+    if name not in KNOWN:
+        raise BackendNotFound(name, f"unknown runtime backend {name!r} (known: {', '.join(KNOWN)})")
+    return name
+
+
+def capabilities_of(name: str) -> frozenset[str]:
+    """What backend ``name`` can do (``created-state``, ``exec``, ...), without opening it."""
+    if name == "lxc":
+        from nexcage.backends import lxc
+
+        return lxc.CAPABILITIES
+    from nexcage.backends import oci_cli
+
+    return oci_cli.PROFILES[known(name)].capabilities
+
+
 def probe(
     paths: Mapping[str, str], root_of: Callable[[str], str]
 ) -> list[tuple[str, str | None, str | None]]:

@@ -22,7 +22,8 @@ Modelled on umoci's ``oci/layer/tar_extract.go`` (STYLE.md, "Unpack like umoci")
 
 `unpack_layers` builds the whole rootfs in ``<dest>.tmp-<pid>`` and renames it into place: a
 failed unpack leaves nothing behind. `apply_layer` (one layer onto a directory) is the seam the
-storage drivers build on.
+storage drivers build on; its ``overlay=True`` form writes the overlay storage format instead
+(one layer alone in an empty directory, whiteouts kept as overlayfs markers: `whiteout`).
 """
 
 from __future__ import annotations
@@ -276,10 +277,11 @@ def _ns(value: float) -> int:
 class _Applier:
     """Applies the members of one layer."""
 
-    def __init__(self, root: Root, layer: str, as_root: bool) -> None:
+    def __init__(self, root: Root, layer: str, as_root: bool, overlay: bool = False) -> None:
         self.root = root
         self.layer = layer
         self.as_root = as_root
+        self.overlay = overlay
         self.changes = whiteout.Changes()
         self.dirs: list[tuple[str, int, int, int]] = []  # (rel, mode, atime_ns, mtime_ns)
         self.skipped_xattrs: list[str] = []
@@ -298,9 +300,15 @@ class _Applier:
         if kind == whiteout.INVALID:
             raise self.fail(info, f"refused: {target}")
         if kind == whiteout.WHITEOUT:
-            whiteout.apply_whiteout(self.root, parent, target, self.changes)
+            if self.overlay:
+                whiteout.overlay_whiteout(self.root, parent, target, self.changes)
+            else:
+                whiteout.apply_whiteout(self.root, parent, target, self.changes)
         elif kind == whiteout.OPAQUE_DIR:
-            whiteout.apply_opaque(self.root, parent, self.changes)
+            if self.overlay:
+                whiteout.mark_opaque(self.root, parent, self.changes)
+            else:
+                whiteout.apply_opaque(self.root, parent, self.changes)
         elif kind == whiteout.NONE:
             if not rel:
                 self._root_entry(info)
@@ -315,6 +323,8 @@ class _Applier:
         self._defer_dir("", info)
 
     def _make(self, tf: tarfile.TarFile, info: tarfile.TarInfo, rel: str) -> None:
+        if self.changes.whiteouts:
+            whiteout.replace_whiteouts(self.root, rel, self.changes, is_dir=info.isdir())
         fd, name = self.root.parent(rel, create=True)
         assert fd is not None
         self.changes.add(rel)
@@ -426,6 +436,9 @@ class _Applier:
             self._xattr(info, key, value, path)
 
     def _xattr(self, info: tarfile.TarInfo, key: str, value: bytes, target: int | str) -> None:
+        if self.overlay and key.startswith(whiteout.OVERLAY_XATTR_PREFIX):
+            self.skipped_xattrs.append(f"{info.name}: {key} (overlayfs would obey it)")
+            return
         try:
             if isinstance(target, int):
                 os.setxattr(target, key, value)
@@ -468,14 +481,20 @@ class _Applier:
 # -- layers ----------------------------------------------------------------------------------
 
 
-def apply_layer(root: Root, blob: BinaryIO, layer: Layer, *, as_root: bool) -> None:
+def apply_layer(
+    root: Root, blob: BinaryIO, layer: Layer, *, as_root: bool, overlay: bool = False
+) -> None:
     """Apply one layer to the directory ``root`` and verify its digest and diff_id.
+
+    ``overlay``: ``root`` is the layer's own empty directory and whiteouts are kept in overlayfs
+    form (0/0 character devices, ``trusted.overlay.opaque``; see `whiteout`) instead of being
+    applied by deletion. Needs root (the xattr is in the trusted namespace).
 
     On error the directory is left half-changed: callers apply to a copy they can discard.
     """
     raw = _Digesting(blob)
     stream = _Tar(raw, codec_of(layer.media_type, raw.peek(4)))
-    applier = _Applier(root, layer.digest, as_root)
+    applier = _Applier(root, layer.digest, as_root, overlay)
     try:
         tf = _open_tar(stream, layer.digest)
         if tf is not None:

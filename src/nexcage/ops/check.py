@@ -151,6 +151,19 @@ def _writable(name: str, path: str, source: str) -> CheckResult:
     return CheckResult(name, OK, f"{path} ({source})" + (", created" if created else ""))
 
 
+def _storage_check(settings: Settings) -> CheckResult:
+    """The driver containers from images get, and why (``auto`` explains its pick)."""
+    from nexcage.errors import StorageError
+    from nexcage.storage import select
+
+    source = settings.sources.get("storage.driver", "default")
+    try:
+        driver, reason = select.choose(settings)
+    except StorageError as exc:
+        return CheckResult("storage driver", FAIL, f"{exc} ({source})", exc.hint)
+    return CheckResult("storage driver", OK, f"{reason}; root {driver.root}")
+
+
 def run_checks(
     settings: Settings, backends: list[tuple[str, str | None, str | None]]
 ) -> list[CheckResult]:
@@ -163,6 +176,7 @@ def run_checks(
     results.append(
         _writable("data root", settings.data_root, settings.sources.get("data_root", ""))
     )
+    results.append(_storage_check(settings))
     # Settings exist, so they were valid (load() fails closed): report where they came from.
     if settings.config_file is not None:
         detail = f"{settings.config_file} ({settings.config_file_source}) is valid"

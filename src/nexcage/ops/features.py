@@ -125,7 +125,28 @@ CAPABILITIES = [
 ]
 
 
-def document() -> dict[str, Any]:
+def document(runtime: str | None = None) -> dict[str, Any]:
+    """nexcage's features; with ``runtime`` (``--runtime``), as that backend narrows them, and
+    in every case each backend's capabilities as ``org.nexcage.capabilities.<name>``
+    annotations (PRODUCT.md §2: ``features`` merges them)."""
+    from nexcage.backends import capabilities_of, known
+
+    doc = _base()
+    for name in KNOWN:
+        doc["annotations"][f"org.nexcage.capabilities.{name}"] = ",".join(
+            sorted(capabilities_of(name))
+        )
+    if runtime is not None:
+        name = known(runtime)
+        doc["annotations"]["org.nexcage.backend"] = name
+        if name == "lxc":
+            from nexcage.backends import lxc
+
+            return lxc.features(doc)
+    return doc
+
+
+def _base() -> dict[str, Any]:
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,

@@ -6,9 +6,13 @@ resolved through the image's own /etc/passwd and /etc/group (`image.user`), Work
 volume mount points made inside the rootfs.
 
 For ``--image`` the bundle lives in ``<data_root>/containers/<id>/`` (not on the tmpfs state
-root: a rootfs can be large), made after ``lifecycle.create`` reserved the id, recorded in the
-container's state as owned and removed by ``delete`` or a failed create. A marker file names the
-state root that made it, so two state roots sharing a data root never take each other's.
+root), made after ``lifecycle.create`` reserved the id, recorded in the container's state as
+owned and removed by ``delete`` or a failed create. Its rootfs is not in it: the storage driver
+makes it from the image's layers, unpacked once and shared (`ops.storage.prepare_rootfs`: a
+snapshot, clone or copy of the top layer), and ``config.json``'s ``root.path`` is its absolute
+path. A marker file names the state root that made the directory, so two state roots sharing a
+data root never take each other's; another (``.nexcage-storage``) names the driver holding the
+rootfs, so delete, a takeover and ``storage gc`` can remove it.
 
 Only image verbs and the ``--image`` branch of create/run import this module (DESIGN.md).
 """
@@ -64,24 +68,42 @@ def write_bundle(
             raise BundleError(path, f"{path} already exists: refusing to overwrite it")
     unpack.unpack_image(store, record, rootfs)
     try:
-        user = resolve_in_rootfs(rootfs, conv.user_spec(record.config))
-        with Root(rootfs, clamp=True) as root:
-            for path in (conv.working_dir(record.config), *conv.volumes(record.config)):
-                root.makedirs(path)
-        spec = conv.runtime_spec(
-            record.config,
-            user,
-            command=command,
-            tty=tty,
-            hostname=hostname,
-            cgroup_ns=_cgroup_ns(),
-        )
-        check_config(spec, config_path)
-        data = (json.dumps(spec, indent=2) + "\n").encode()
-        fs.atomic_write(config_path, data, 0o644)
+        write_config(record, rootfs, directory, command=command, tty=tty, hostname=hostname)
     except BaseException:
         remove_path(rootfs)
         raise
+
+
+def write_config(
+    record: ImageRecord,
+    rootfs: str,
+    directory: str,
+    *,
+    command: Sequence[str] | None = None,
+    tty: bool = False,
+    hostname: str = "nexcage",
+) -> None:
+    """``directory``/config.json for ``record`` run on ``rootfs`` (already made): the user
+    resolved in it, WorkingDir and volume mount points made in it. ``root.path`` stays the
+    relative ``rootfs`` when that is where the rootfs is, else it is the absolute path."""
+    user = resolve_in_rootfs(rootfs, conv.user_spec(record.config))
+    with Root(rootfs, clamp=True) as root:
+        for path in (conv.working_dir(record.config), *conv.volumes(record.config)):
+            root.makedirs(path)
+    spec = conv.runtime_spec(
+        record.config,
+        user,
+        command=command,
+        tty=tty,
+        hostname=hostname,
+        cgroup_ns=_cgroup_ns(),
+    )
+    if os.path.normpath(rootfs) != os.path.join(os.path.abspath(directory), "rootfs"):
+        spec["root"]["path"] = os.path.abspath(rootfs)
+    config_path = os.path.join(directory, "config.json")
+    check_config(spec, config_path)
+    data = (json.dumps(spec, indent=2) + "\n").encode()
+    fs.atomic_write(config_path, data, 0o644)
 
 
 def image_for(
@@ -157,23 +179,29 @@ class ImageSource:
         self.tls_verify = tls_verify
 
     def prepare(self, ctx: Context, container_id: str) -> tuple[str, list[str]]:
-        """Build ``<data_root>/containers/<id>``; return (bundle dir, paths the container owns).
-        Leaves nothing behind when it fails."""
+        """Build ``<data_root>/containers/<id>`` (config.json) and the container's rootfs on
+        the storage driver; return (bundle dir, paths the container owns: the bundle dir, whose
+        marker names the rootfs). Leaves nothing behind when it fails."""
+        from nexcage.ops import storage
+
         record = image_for(ctx, self.ref, self.pull, self.platform, self.tls_verify)
+        conv.validate(record.config, self.command)
         parent = os.path.join(ctx.settings.data_root, CONTAINERS)
         os.makedirs(parent, mode=0o711, exist_ok=True)
         directory = os.path.join(parent, container_id)
         _claim(ctx, directory, container_id)
         try:
-            write_bundle(
-                ImageStore(ctx.settings.data_root),
+            rootfs = storage.prepare_rootfs(ctx.settings, record, container_id, directory)
+            write_config(
                 record,
+                rootfs,
                 directory,
                 command=self.command,
                 tty=self.terminal,
                 hostname=container_id[:HOSTNAME_LEN],
             )
         except BaseException:
+            storage.release_rootfs(directory)
             remove_path(directory)
             raise
         return directory, [directory]
@@ -194,6 +222,9 @@ def _claim(ctx: Context, directory: str, container_id: str) -> None:
             raise ContainerExists(container_id) from None
         # Ours (the id is reserved in our state root, so its create died) or nobody's.
         log.info(f"removing {directory}, left by an earlier create of {container_id}")
+        from nexcage.ops import storage
+
+        storage.release_rootfs(directory)
         remove_path(directory)
         os.mkdir(directory, 0o700)
     fs.atomic_write(os.path.join(directory, OWNER_FILE), state_root.encode() + b"\n", 0o600)

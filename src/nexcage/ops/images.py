@@ -223,13 +223,30 @@ def inspect(ctx: Context, ref_or_digest: str) -> dict[str, Any]:
     return doc
 
 
-def remove(ctx: Context, refs: list[str]) -> list[tuple[str, list[str]]]:
-    """Untag each of ``refs``; [(ref, blobs freed)]. All names are checked before any removal."""
+def remove(
+    ctx: Context, refs: list[str]
+) -> tuple[list[tuple[str, list[str]]], list[tuple[str, str]]]:
+    """Untag each of ``refs``: ([(ref, blobs freed)], [(driver, layer chain id) released]).
+
+    All names are checked before any removal, and an image a container's rootfs is made from is
+    refused (`ImageInUse`). Storage layers no image and no container uses any more go too.
+    """
+    from nexcage.ops import storage
+
     store = store_of(ctx)
-    for text in refs:
-        store.resolve(text)
-    return [(text, store.remove(text)) for text in refs]
+    with storage.lease(ctx.settings.data_root, exclusive=True):
+        going = [store.resolve(text) for text in refs]
+        storage.refuse_in_use(ctx.settings, store, going)
+        untagged = [(text, store.remove(text)) for text in refs]
+        return untagged, storage.release_layers(ctx.settings, store)
 
 
-def prune(ctx: Context) -> list[str]:
-    return store_of(ctx).prune()
+def prune(ctx: Context) -> tuple[list[str], list[tuple[str, str]]]:
+    """Delete every blob no image reaches, then release the storage layers no image and no
+    container uses: (blobs, [(driver, layer chain id)])."""
+    from nexcage.ops import storage
+
+    store = store_of(ctx)
+    freed = store.prune()
+    with storage.lease(ctx.settings.data_root, exclusive=True):
+        return freed, storage.release_layers(ctx.settings, store)

@@ -282,9 +282,13 @@ def _abandon(ctx: Context, container_id: str, owned: list[str], lock: fs.Lock) -
         lock.__exit__(None, None, None)
 
 
+STORAGE_MARKER = ".nexcage-storage"  # ops.storage.MARKER: the driver holding the rootfs
+
+
 def remove_owned(paths: list[str]) -> None:
-    """Remove what a container owns (its image rootfs); a failure is logged, never raised: it
-    must not keep a container from being deleted, nor mask a create's error."""
+    """Remove what a container owns (its image bundle; the rootfs a storage driver made for it,
+    named by the marker in that bundle); a failure is logged, never raised: it must not keep a
+    container from being deleted, nor mask a create's error."""
     if not paths:
         return
     from nexcage import log
@@ -294,6 +298,10 @@ def remove_owned(paths: list[str]) -> None:
         if not os.path.isabs(path) or os.path.normpath(path).count("/") < 2:
             log.warning(f"not removing {path!r}: not a path nexcage makes")
             continue
+        if os.path.exists(os.path.join(path, STORAGE_MARKER)):
+            from nexcage.ops import storage  # only image containers pay for the import
+
+            storage.release_rootfs(path)
         try:
             remove_path(path)
         except OSError as exc:
@@ -314,6 +322,18 @@ def _undo_create(backend: Backend, container_id: str, ctx: Context, exc: BaseExc
         ctx.store.remove(container_id)
     except OSError as cleanup:
         log.warning(f"cleanup after failed create: {cleanup}")
+
+
+def _remove_aborted_bundle(ctx: Context, container_id: str) -> None:
+    """The bundle (and storage rootfs) of ``create --image`` whose process died before saving
+    the record: ``<data_root>/containers/<id>`` when its owner marker names our state root."""
+    bundle = os.path.join(ctx.settings.data_root, "containers", container_id)
+    try:
+        owner = fs.read_text(os.path.join(bundle, ".nexcage-owner")).strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if owner == ctx.store.root:
+        remove_owned([bundle])
 
 
 def _annotations(raw: dict[str, Any]) -> dict[str, str]:
@@ -381,7 +401,9 @@ def delete(ctx: Context, container_id: str, *, force: bool = False) -> None:
         try:
             rec, status = load(ctx, container_id)
         except ContainerNotFound:
-            # A state dir without state.json is an aborted create: runc removes it.
+            # A state dir without state.json is an aborted create: runc removes it, and with it
+            # whatever `create --image` had made for it before it died.
+            _remove_aborted_bundle(ctx, container_id)
             ctx.store.remove(container_id)
             if force:
                 return

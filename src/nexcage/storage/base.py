@@ -31,7 +31,13 @@ Idempotence and atomicity, per method:
 
 from __future__ import annotations
 
-from typing import Protocol
+# Drivers import FLAT/OVERLAY/Snapshot from here at run time, and `delete` of an image container
+# opens a driver: `typing` (~20 ms, DESIGN.md hot path) only for the type checker.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object
 
 FLAT = "flat"
 OVERLAY = "overlay"

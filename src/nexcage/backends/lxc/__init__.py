@@ -9,7 +9,8 @@ Only ``create`` needs liblxc, and it needs a process that outlives nexcage anywa
 monitor is init's parent for the container's whole life): nexcage spawns a 40-line C program,
 ``nexcage-lxc-monitor`` (``helpers/monitor.c``), that calls liblxc's ``start`` in the
 foreground. ``exec`` replaces nexcage with ``lxc-attach`` (exit status and signals pass through
-unchanged). ``lxc-start -F`` itself is not used because it exits 0 whatever init returned.
+unchanged; with a console socket, attach.py). ``lxc-start -F`` itself is not used because it
+exits 0 whatever init returned.
 
 **A true ``created`` state** (``helpers/init.c``): ``lxc.init.cmd`` is nexcage's static init
 helper, bind-mounted read-only with its directory at ``/dev/.nexcage`` (the /dev tmpfs, so the
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from nexcage.backends.base import Backend
     from nexcage.backends.translate.lxc_config import HostFacts, Translation
     from nexcage.errors import Finding
+    from nexcage.spec.config import Spec
 
 NAME = "lxc"
 CAPABILITIES = frozenset(
@@ -61,6 +63,8 @@ CAPABILITIES = frozenset(
 CONFIG = "config"
 STATE = "state"
 INNER = "nexcage"
+FIFO = "exec.fifo"
+START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 SIGKILL = 9
 V1_CONTROLLERS = frozenset(
@@ -69,12 +73,21 @@ V1_CONTROLLERS = frozenset(
 )  # fmt: skip
 
 
+class InitFailed(NexcageError):
+    """The container's init did not come up (reported by the helper or LXC's log)."""
+
+
 def open_backend(root: str, *, log_file: str | None = None, debug: bool = False) -> Backend:
     return Lxc(root, log_file=log_file, debug=debug)
 
 
+_host_facts: list[HostFacts] = []  # one per process: check and create both need them
+
+
 def host_facts() -> HostFacts:
-    """The cgroup layout the translation picks v1 or v2 keys from."""
+    """The cgroup layout the translation picks v1 or v2 keys from (read once per process)."""
+    if _host_facts:
+        return _host_facts[0]
     from nexcage.backends.translate.lxc_config import HostFacts
     from nexcage.host import cgroups
 
@@ -83,7 +96,8 @@ def host_facts() -> HostFacts:
         if fstype == "cgroup":
             v1.update(o for o in options.split(",") if o in V1_CONTROLLERS)
     swap = os.path.exists(cgroups.CGROUP_ROOT + "/memory/memory.memsw.limit_in_bytes")
-    return HostFacts(v1, cgroups.v2_controllers(), swap_accounting=swap)
+    _host_facts.append(HostFacts(v1, cgroups.v2_controllers(), swap_accounting=swap))
+    return _host_facts[0]
 
 
 def _which(name: str) -> str:
@@ -116,7 +130,7 @@ class Pids:
         return f"{self.init} {self.init_start} {self.monitor} {self.monitor_start}\n".encode()
 
     @classmethod
-    def decode(cls, text: str) -> Pids:
+    def decode(cls, text: bytes) -> Pids:
         fields = [int(f) for f in text.split()]
         if len(fields) != 4:
             raise ValueError("expected 4 numbers")
@@ -142,7 +156,8 @@ class Lxc:
         self.log_file = log_file
         self.debug = debug
         self._version: str | None = None
-        self._checked: tuple[int, list[Finding]] | None = None
+        # What check() parsed: create() translates that instead of reading config.json again.
+        self._checked: tuple[dict[str, Any], Spec, list[Finding]] | None = None
 
     # -- identity -----------------------------------------------------------------------------
     def version(self) -> str:
@@ -168,16 +183,20 @@ class Lxc:
 
     def check(self, raw: dict[str, Any]) -> list[Finding]:
         """Everything in config.json LXC cannot express (JSON paths), before anything is made."""
-        if self._checked is not None and self._checked[0] == id(raw):
-            return self._checked[1]
+        if self._checked is not None and self._checked[0] is raw:
+            return self._checked[2]
         from nexcage.backends.translate.lxc_config import translate
         from nexcage.spec.config import parse_config
 
-        result = translate(
-            parse_config(raw), container_id="check", bundle="/bundle", host=host_facts()
-        )
-        self._checked = (id(raw), result.findings)
+        spec = parse_config(raw)
+        result = translate(spec, container_id="check", bundle="/bundle", host=host_facts())
+        self._checked = (raw, spec, result.findings)
         return result.findings
+
+    def checked_spec(self) -> Spec | None:
+        """The config the last check() parsed: ``lifecycle.create`` checks the bundle's own
+        config.json and then calls create() for that bundle with ``config=None``."""
+        return self._checked[1] if self._checked is not None else None
 
     # -- paths and records --------------------------------------------------------------------
     def dir(self, container_id: str) -> str:
@@ -186,7 +205,8 @@ class Lxc:
     def _pids(self, container_id: str) -> Pids:
         path = os.path.join(self.dir(container_id), STATE)
         try:
-            with open(path, encoding="ascii") as f:
+            # Bytes: a text read would import the ascii codec (a module) on every verb.
+            with open(path, "rb") as f:
                 return Pids.decode(f.read())
         except FileNotFoundError:
             raise ContainerNotFound(container_id) from None
@@ -211,9 +231,22 @@ class Lxc:
         make.create(self, container_id, bundle, config, pid_file, console_socket, preserve_fds)
 
     def start(self, container_id: str) -> None:
-        from nexcage.backends.lxc import create as make
-
-        make.release(self, container_id, self._pids(container_id))
+        """Open the FIFO the held init is blocked on and read its byte (package docstring)."""
+        pids = self._pids(container_id)
+        fifo = os.path.join(self.dir(container_id), INNER, FIFO)
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            try:
+                data = os.read(fd, 1)
+            except BlockingIOError:
+                # The helper is the writer (blocked in open until now): its byte follows at
+                # once, so a blocking read costs no wait loop (and no `select` import).
+                os.set_blocking(fd, True)
+                data = os.read(fd, 1)
+            if not data:  # no writer (yet, or any more): watch the init while waiting
+                _await_byte(fd, pids)
+        finally:
+            os.close(fd)
 
     # -- signals and removal ------------------------------------------------------------------
     def kill(self, container_id: str, signum: int, *, all_processes: bool = False) -> None:
@@ -320,14 +353,35 @@ class Lxc:
         raise NexcageError("events: the lxc backend has no events support")
 
 
+def features(doc: dict[str, Any]) -> dict[str, Any]:
+    """nexcage's features document as this backend narrows it: what the translation refuses
+    (lxc_config.py) is not listed. Static, as the spec asks: the host's cgroup layout decides
+    at create which keys are written."""
+    from nexcage.backends.translate import lxc_config as lc
+
+    out = dict(doc)
+    out["hooks"] = []  # OCI hooks are refused (lxc_config._hooks)
+    out["mountOptions"] = [o for o in doc["mountOptions"] if o not in lc.UNSUPPORTED_MOUNT_OPTIONS]
+    out["linux"] = {
+        **doc["linux"],
+        "namespaces": sorted(lc.NAMESPACES),
+        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+        "seccomp": {"enabled": False},  # refused until translated to LXC's policy format
+        "apparmor": {"enabled": True},
+        "selinux": {"enabled": True},
+        "intelRdt": {"enabled": False},
+        "mountExtensions": {"idmap": {"enabled": False}},
+    }
+    return out
+
+
 def translation_for(
-    backend: Lxc, container_id: str, raw: dict[str, Any], bundle: str, helper: str
+    backend: Lxc, container_id: str, spec: Spec, bundle: str, helper: str
 ) -> Translation:
     from nexcage.backends.translate.lxc_config import Paths, translate
-    from nexcage.spec.config import parse_config
 
     return translate(
-        parse_config(raw),
+        spec,
         container_id=container_id,
         bundle=bundle,
         host=host_facts(),
@@ -336,7 +390,55 @@ def translation_for(
     )
 
 
+def _await_byte(fd: int, pids: Pids) -> None:
+    """The slow path of ``start``: the helper is not (or no longer) blocked on the FIFO. Wait
+    for its byte while its init lives (between its ``ready`` and its ``open`` there is a short
+    window where it is neither)."""
+    import select
+
+    os.set_blocking(fd, False)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    waited = 0
+    while True:
+        if poller.poll(50):
+            try:
+                if os.read(fd, 1):
+                    return
+            except BlockingIOError:
+                pass
+        if not pids.init_alive():
+            raise InitFailed("lxc: the container's init exited before start")
+        waited += 50
+        if waited > START_TIMEOUT * 1000:
+            raise InitFailed("lxc: the container's init did not take the start signal")
+
+
 def _wait_gone(pid: int, start: int, timeout: float) -> bool:
+    """Wait until ``pid`` (the process that started at ``start``) has exited; False on timeout.
+
+    A pidfd becomes readable when its process exits (pidfd_open(2)), so this returns as soon as
+    the monitor is gone instead of on the next tick of a sleep loop. The start time is checked
+    after the pidfd pins the pid, so a recycled pid is never waited for."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except OSError:  # pragma: no cover - kernels before 5.3
+        return _poll_gone(pid, start, timeout)
+    try:
+        if not proc.alive(pid, start):
+            return True
+        import select
+
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+    finally:
+        os.close(fd)
+
+
+def _poll_gone(pid: int, start: int, timeout: float) -> bool:  # pragma: no cover - old kernels
     import time
 
     deadline = time.monotonic() + timeout

@@ -12,15 +12,20 @@ for the process and exits with its status (verified with LXC 5.0.2), so:
 - ``--detach``: nexcage starts ``lxc-attach`` in its own session with a sync socket, waits for
   the helper's ``ready`` (or its error: a missing executable fails the ``exec`` itself, as with
   runc), passes a pty master to ``--console-socket``, and writes ``lxc-attach``'s pid to
-  ``--pid-file``: engines reap that process and get the exec'd process's exit status from it.
+  ``--pid-file``: engines reap that process and get the exec'd process's exit status from it;
+- foreground with ``--console-socket``: started as with ``--detach``, then nexcage replaces
+  itself with the helper's ``wait`` mode, which inherits ``lxc-attach`` as its child, exits with
+  its status and forwards the signals it gets to the process (through a pidfd), as runc's
+  foreground exec does.
 """
 
 from __future__ import annotations
 
+import _signal  # not `signal`: it builds an IntEnum (DESIGN.md, hot path)
 import os
 
 from nexcage.backends.translate.lxc_config import CAP_NUMBERS, INIT
-from nexcage.errors import NexcageError, SpecError, UsageError, Violation
+from nexcage.errors import ExitCode, NexcageError, SpecError, UsageError, Violation
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -34,6 +39,36 @@ VALUE_FLAGS = frozenset(
      "--pidfd-socket"}
 )  # fmt: skip
 BOOL_FLAGS = frozenset({"--detach", "--tty"})
+# What a foreground exec passes on to its process (runc's signal proxy forwards these too).
+FORWARDED = (
+    _signal.SIGHUP, _signal.SIGINT, _signal.SIGQUIT, _signal.SIGTERM, _signal.SIGUSR1,
+    _signal.SIGUSR2, _signal.SIGWINCH,
+)  # fmt: skip
+
+
+class ExecFailed(NexcageError):
+    """The process could not be started: runc exits 255 then (CONTRACTS.md §1.13)."""
+
+    exit_code = ExitCode.EXEC_FAILED
+
+
+class _Held:
+    """Signals that arrive while a foreground exec is being set up: the helper's ``wait`` mode
+    sends them on once it runs (the rest stay blocked across the execve until then)."""
+
+    __slots__ = ("seen",)
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        for signum in FORWARDED:
+            _signal.signal(signum, self)
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        self.seen.append(signum)
+
+    def handover(self) -> str:
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, FORWARDED)
+        return ",".join(str(s) for s in self.seen) or "-"
 
 
 def _options(options: Sequence[str]) -> dict[str, str]:
@@ -112,9 +147,7 @@ def exec_argv(backend: Lxc, container_id: str, options: Sequence[str]) -> list[s
     ]  # fmt: skip
     console = opts.get("--console-socket")
     detach = "--detach" in opts
-    if console and not detach:
-        raise UsageError("exec: with the lxc backend --console-socket needs --detach")
-    if not detach:
+    if not detach and not console:
         # A terminal on our stdin makes lxc-attach allocate and proxy a pty itself.
         return [*attach, *helper_args(process)]
     preserve = int(opts.get("--preserve-fds") or 0)
@@ -123,17 +156,30 @@ def exec_argv(backend: Lxc, container_id: str, options: Sequence[str]) -> list[s
     sync_fd = 3 + len(preserved)
     tty = bool(console) and bool(process.get("terminal"))
     argv = [*attach, *helper_args(process, sync_fd=sync_fd, tty=tty)]
-    pid = _spawn_detached(argv, preserved, sync_fd, console)
+    held = None if detach else _Held()
+    pid, target = _spawn_detached(argv, preserved, sync_fd, console)
     if opts.get("--pid-file"):
         from nexcage.host import fs
 
         fs.write_pid_file(os.path.abspath(opts["--pid-file"]), pid)
-    return []
+    if held is None:
+        return []
+    from nexcage.backends.lxc import install
+
+    helper, _monitor = install.find()
+    try:
+        pidfd = os.pidfd_open(target)
+    except ProcessLookupError:
+        pidfd = -1  # gone already: lxc-attach has its status, nothing to signal
+    else:
+        os.set_inheritable(pidfd, True)
+    return [helper, "wait", str(pid), str(pidfd), held.handover()]
 
 
 def _spawn_detached(
     argv: list[str], preserved: list[int], sync_fd: int, console: str | None
-) -> int:
+) -> tuple[int, int]:
+    """Start ``lxc-attach`` in its own session; return its pid and the exec'd process's."""
     from nexcage.backends.lxc import sync
     from nexcage.host import run as host_run
 
@@ -148,11 +194,11 @@ def _spawn_detached(
     finally:
         theirs.close()
     try:
-        _pid, master = sync.wait_ready(ours, pid)
+        target, master = sync.wait_ready(ours, pid)
     except sync.ChildFailed as exc:
         _reap(pid)
         message = exc.message or "exec failed: lxc-attach could not start the process"
-        raise NexcageError(message) from None
+        raise ExecFailed(message) from None
     finally:
         ours.close()
     try:
@@ -161,7 +207,7 @@ def _spawn_detached(
     finally:
         if master >= 0:
             os.close(master)
-    return pid
+    return pid, target
 
 
 def _reap(pid: int) -> None:

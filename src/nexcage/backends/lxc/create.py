@@ -1,4 +1,4 @@
-"""``create``: write the LXC config, start the monitor, wait for the held init; ``start``: release.
+"""``create``: write the LXC config, start the monitor, wait for the held init.
 
 See the package docstring for the design. The order of a create:
 
@@ -10,29 +10,37 @@ See the package docstring for the design. The order of a create:
    hand the pty to ``--console-socket``, write the pid records.
 
 Anything failing after step 2 is undone by the caller (``delete --force``).
+
+Nothing here is fsync'ed: the files live in a directory made by this create and removed by its
+cleanup, and what they describe (a config for the monitor, live pids) means nothing after a
+crash of the host. On a disk-backed state root their ten fsyncs cost 5-35 ms per create
+(bench/lxc_lifecycle.py, more when the disk is busy). Readers still see whole files (rename).
 """
 
 from __future__ import annotations
 
 import os
 
-from nexcage.backends.lxc import CONFIG, INNER, STATE, Lxc, Pids, translation_for
+from nexcage.backends.lxc import (
+    CONFIG,
+    FIFO,
+    INNER,
+    START_TIMEOUT,
+    STATE,
+    InitFailed,
+    Lxc,
+    Pids,
+    translation_for,
+)
 from nexcage.errors import NexcageError, Unsupported
 from nexcage.host import fs, proc
-from nexcage.host import run as host_run
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from nexcage.backends.translate.lxc_config import Translation
-
-FIFO = "exec.fifo"
-START_TIMEOUT = 60.0
-
-
-class InitFailed(NexcageError):
-    """The container's init did not come up (reported by the helper or LXC's log)."""
+    from nexcage.spec.config import Spec
 
 
 def create(
@@ -48,8 +56,10 @@ def create(
 
     helper, monitor = install.find()
     directory = backend.dir(container_id)
-    raw = _read_config(config or os.path.join(bundle, "config.json"))
-    translation = translation_for(backend, container_id, raw, bundle, helper)
+    spec = backend.checked_spec() if config is None else None
+    if spec is None:
+        spec = _read_config(config or os.path.join(bundle, "config.json"))
+    translation = translation_for(backend, container_id, spec, bundle, helper)
     if translation.findings:
         raise Unsupported(backend.name, translation.findings)
     if os.path.lexists(directory):
@@ -71,7 +81,7 @@ def create(
     )
     monitor_start = proc.start_time(pid) or 0
     # Recorded at once: a failure below is cleaned up by delete, which needs the monitor.
-    fs.atomic_write(os.path.join(directory, STATE), Pids(0, 0, pid, monitor_start).encode())
+    _record(directory, Pids(0, 0, pid, monitor_start))
     try:
         init, master = sync.wait_ready(ours, pid, START_TIMEOUT)
     except sync.ChildFailed as exc:
@@ -89,15 +99,18 @@ def create(
     init_start = proc.start_time(init)
     if init_start is None:
         raise InitFailed(f"lxc: container init exited during create: {_log_tail(directory)}")
-    fs.atomic_write(
-        os.path.join(directory, STATE), Pids(init, init_start, pid, monitor_start).encode()
-    )
+    _record(directory, Pids(init, init_start, pid, monitor_start))
     fs.write_pid_file(pid_file, init)
+
+
+def _record(directory: str, pids: Pids) -> None:
+    fs.atomic_write(os.path.join(directory, STATE), pids.encode(), durable=False)
 
 
 def _spawn_monitor(argv: list[str], preserved: list[int], sync_fd: int) -> tuple[Any, int]:
     """Start the monitor in its own session with the sync socket at ``sync_fd``."""
     from nexcage.backends.lxc import sync
+    from nexcage.host import run as host_run
 
     ours, theirs = sync.channel()
     try:
@@ -115,13 +128,13 @@ def _spawn_monitor(argv: list[str], preserved: list[int], sync_fd: int) -> tuple
     return ours, pid
 
 
-def _read_config(path: str) -> dict[str, object]:
-    from nexcage.spec.config import read_config
+def _read_config(path: str) -> Spec:
+    from nexcage.spec.config import parse_config, read_config
 
     raw = read_config(path)
     if not isinstance(raw, dict):
         raise NexcageError(f"{path}: not a JSON object")
-    return raw
+    return parse_config(raw)
 
 
 def _write_files(directory: str, inner: str, translation: Translation, container_id: str) -> None:
@@ -129,11 +142,11 @@ def _write_files(directory: str, inner: str, translation: Translation, container
 
     header = f"written by nexcage for container {container_id}; do not edit"
     text = lxc_config.render(translation.keys, header)
-    fs.atomic_write(os.path.join(directory, CONFIG), text.encode(), 0o600)
-    fs.atomic_write(
-        os.path.join(directory, "hook"), lxc_config.hook_records(translation.hook), 0o600
-    )
-    fs.atomic_write(os.path.join(inner, "process"), lxc_config.records(translation.init), 0o644)
+    fs.atomic_write(os.path.join(directory, CONFIG), text.encode(), 0o600, durable=False)
+    hook = lxc_config.hook_records(translation.hook)
+    fs.atomic_write(os.path.join(directory, "hook"), hook, 0o600, durable=False)
+    process = lxc_config.records(translation.init)
+    fs.atomic_write(os.path.join(inner, "process"), process, 0o644, durable=False)
     fifo = os.path.join(inner, FIFO)
     os.mkfifo(fifo, 0o600)
     os.chmod(fifo, 0o622)  # the init may run as any uid; only it and start open it
@@ -153,30 +166,3 @@ def _log_tail(directory: str) -> str:
     # "nexcage-lxc-monitor <id> <time> ERROR <module> - <file>:<func>:<line> - <message>"
     messages = [line.rsplit(" - ", 1)[-1] for line in lines[-3:]]
     return "; ".join(messages)
-
-
-def release(backend: Lxc, container_id: str, pids: Pids) -> None:
-    """``start``: open the FIFO the held init is blocked on and read its byte."""
-    import select
-
-    fifo = os.path.join(backend.dir(container_id), INNER, FIFO)
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        waited = 0
-        while True:
-            if poller.poll(50):
-                try:
-                    data = os.read(fd, 1)
-                except BlockingIOError:
-                    data = b""
-                if data:
-                    return
-            if not pids.init_alive():
-                raise InitFailed("lxc: the container's init exited before start")
-            waited += 50
-            if waited > START_TIMEOUT * 1000:
-                raise InitFailed("lxc: the container's init did not take the start signal")
-    finally:
-        os.close(fd)

@@ -1,4 +1,5 @@
-"""nexcage features: nexcage's own features document (runtime-spec features.md, v1.3.0)."""
+"""nexcage [--runtime NAME] features: nexcage's features document (runtime-spec features.md,
+v1.3.0); with ``--runtime``, as that backend narrows it."""
 
 from __future__ import annotations
 
@@ -10,5 +11,5 @@ OPTIONS: tuple[Option, ...] = ()
 
 
 def run(args: Args) -> int:
-    output.json(features.document())
+    output.json(features.document(args.glob("runtime")))
     return 0

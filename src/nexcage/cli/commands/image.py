@@ -92,9 +92,11 @@ def _rm(args: Args, rest: list[str]) -> int:
     if not rest:
         raise UsageError("usage: nexcage image rm REF|DIGEST...")
     lines = []
-    for ref, freed in images.remove(make_context(args), rest):
+    untagged, layers = images.remove(make_context(args), rest)
+    for ref, freed in untagged:
         lines.append(f"Untagged: {ref}")
         lines += [f"Deleted: {d}" for d in freed]
+    lines += [f"Released layer: {chain} ({driver})" for driver, chain in layers]
     output.write("\n".join(lines) + "\n")
     return 0
 
@@ -104,8 +106,9 @@ def _prune(args: Args, rest: list[str]) -> int:
 
     if rest:
         raise UsageError("usage: nexcage image prune")
-    freed = images.prune(make_context(args))
+    freed, layers = images.prune(make_context(args))
     output.write("".join(f"Deleted: {d}\n" for d in freed))
+    output.write("".join(f"Released layer: {chain} ({driver})\n" for driver, chain in layers))
     return 0
 
 

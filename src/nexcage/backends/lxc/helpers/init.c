@@ -22,6 +22,15 @@
  *                  the bounding set of process.capabilities, uid, cwd, env, umask, pty) and
  *                  execs it.
  *
+ *   wait CHILD PIDFD HELD
+ *                  host side, for a foreground `nexcage exec --console-socket`: nexcage started
+ *                  lxc-attach (CHILD) itself to hand the pty master to the console socket, then
+ *                  execs this in its own place. CHILD is our child now (children survive
+ *                  execve): wait for it and exit with its status, which is the process's;
+ *                  forward the signals we get to the process (PIDFD, a pidfd of it; -1: none),
+ *                  as runc's foreground exec does. HELD ("15,2" or "-") lists signals nexcage
+ *                  caught while setting up; the forwarded ones arrive blocked and pending.
+ *
  *   hook           lxc.hook.mount (host side, in the container's mount namespace before
  *                  pivot_root). Reads <dir of $LXC_CONFIG_FILE>/hook and applies what
  *                  LXC has no key for: maskedPaths, readonlyPaths, device nodes, the rootfs
@@ -35,6 +44,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +54,10 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -367,6 +379,62 @@ static int mode_exec(int argc, char **argv)
 	return 255;
 }
 
+/* -- wait mode -------------------------------------------------------------------------- */
+
+#ifndef SYS_pidfd_send_signal
+#define SYS_pidfd_send_signal 424
+#endif
+
+static int target_pidfd = -1;
+
+static void forward(int sig)
+{
+	if (target_pidfd >= 0)
+		syscall(SYS_pidfd_send_signal, target_pidfd, sig, NULL, 0);
+}
+
+static int mode_wait(const char *child_text, const char *pidfd_text, const char *held)
+{
+	pid_t child = (pid_t)atoi(child_text);
+	target_pidfd = atoi(pidfd_text);
+	if (child <= 0)
+		die(255, "wait: bad pid %s", child_text);
+	static const int signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH};
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = forward;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigset_t set;
+	sigemptyset(&set);
+	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+		sigaction(signals[i], &sa, NULL);
+		sigaddset(&set, signals[i]);
+	}
+	for (const char *p = held; *p && *p != '-';) {
+		char *end;
+		long sig = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		forward((int)sig);
+		p = *end == ',' ? end + 1 : end;
+	}
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	int status = 0;
+	for (;;) {
+		pid_t got = waitpid(child, &status, 0);
+		if (got == child)
+			break;
+		if (got < 0 && errno != EINTR)
+			die(255, "wait for lxc-attach (%d): %s", (int)child, strerror(errno));
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 255;
+}
+
 /* -- hook mode -------------------------------------------------------------------------- */
 
 static char rootfs[PATH_MAX];
@@ -469,6 +537,9 @@ int main(int argc, char **argv)
 		return mode_exec(argc - 1, argv + 1);
 	if (argc >= 2 && !strcmp(argv[1], "hook"))
 		return mode_hook();
-	fprintf(stderr, "usage: nexcage-lxc-init init FILE | exec [opts] -- ARGV | hook\n");
+	if (argc >= 5 && !strcmp(argv[1], "wait"))
+		return mode_wait(argv[2], argv[3], argv[4]);
+	fprintf(stderr, "usage: nexcage-lxc-init init FILE | exec [opts] -- ARGV | hook | "
+			"wait PID PIDFD HELD\n");
 	return 2;
 }
