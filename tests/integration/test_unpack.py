@@ -21,7 +21,7 @@ import pytest
 from nexcage.errors import ContentMismatch, LayerError
 from nexcage.image.store import ImageStore
 from nexcage.image.unpack import Layer, unpack_image, unpack_layers
-from support import require_tool
+from support import missing, require_tool
 from support.layers import MT_GZIP, MT_TAR, MT_ZSTD, LayerTar, digest, gzip_blob, zstd_blob
 
 pytestmark = [pytest.mark.integration]
@@ -449,7 +449,7 @@ def umoci_layout(
     opaque insert and a whiteout insert. Tags: one per stage."""
     require_tool("umoci")
     if os.geteuid() != 0:
-        pytest.skip("building the comparison images needs root (owners, device nodes)")
+        missing("building the comparison images needs root (owners, device nodes)")
     work = tmp_path_factory.mktemp("umoci")
     layout = work / "layout"
     umoci("init", "--layout", os.fspath(layout))

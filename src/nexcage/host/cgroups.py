@@ -29,24 +29,10 @@ def _read(path: str) -> str | None:
         return None
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \040 \011 \012 \134.
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def mounts(proc: str = PROC) -> list[tuple[str, str, str]]:
     """``(mount point, fs type, super options)`` for every mount, from ``self/mountinfo``."""
+    from nexcage.host.mountinfo import unescape  # only when mountinfo is read (not on `state`)
+
     text = _read(f"{proc}/self/mountinfo") or ""
     out = []
     for line in text.splitlines():
@@ -55,7 +41,7 @@ def mounts(proc: str = PROC) -> list[tuple[str, str, str]]:
         tail = right.split()
         if not sep or len(fields) < 5 or len(tail) < 3:
             continue
-        out.append((_unescape(fields[4]), tail[0], tail[2]))
+        out.append((unescape(fields[4]), tail[0], tail[2]))
     return out
 
 

@@ -12,6 +12,7 @@ import os
 
 from nexcage.errors import CommandFailed, StorageError
 from nexcage.host import run as host_run
+from nexcage.host.mountinfo import unescape as _unescape
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -77,18 +78,3 @@ def unmount(driver: str, path: str) -> None:
     if not is_mountpoint(path):
         return
     run(driver, [program(driver, "umount", "mount (util-linux)"), path], f"unmount {path}")
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)

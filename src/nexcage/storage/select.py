@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 from nexcage.errors import StorageError
+from nexcage.host.mountinfo import unescape as _unescape
 from nexcage.storage.base import DRIVERS
 
 TYPE_CHECKING = False
@@ -99,21 +100,6 @@ def fs_type_in(mountinfo: str, path: str) -> str:
         if inside and len(point) >= best:
             best, found = len(point), tail[0]
     return found
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo.
-    if "\\" not in field:
-        return field
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def _problem(name: str, settings: StorageSettings) -> str | None:
