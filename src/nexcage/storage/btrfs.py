@@ -42,6 +42,7 @@ from nexcage.errors import StorageError
 from nexcage.host.fs import fsync_dir
 from nexcage.storage import command, files, names
 from nexcage.storage.base import FLAT, Snapshot
+from nexcage.storage.layout import LayerDirs
 from nexcage.storage.tree import disk_usage, syncfs
 
 NAME = "btrfs"
@@ -195,8 +196,9 @@ def fs_magic(path: str) -> int:
 # -- the driver ----------------------------------------------------------------------------------
 
 
-class BtrfsDriver:
+class BtrfsDriver(LayerDirs):
     name = NAME
+    COMMITTED = _ROOTFS
     layer_format = FLAT
 
     def __init__(self, root: str) -> None:
@@ -229,15 +231,6 @@ class BtrfsDriver:
             os.makedirs(path, mode=0o700, exist_ok=True)
 
     # -- image layers ----------------------------------------------------------------------------
-
-    def _layer_dir(self, chain_id: str) -> str:
-        return os.path.join(self._layers, names.chain_hex(NAME, chain_id))
-
-    def _tmp_layer(self, chain_id: str) -> str:
-        return os.path.join(self._layers, ".tmp-" + names.chain_hex(NAME, chain_id))
-
-    def has_layer(self, chain_id: str) -> bool:
-        return os.path.isdir(os.path.join(self._layer_dir(chain_id), _ROOTFS))
 
     def prepare_layer(self, chain_id: str, parent: str | None) -> str:
         if self.has_layer(chain_id):
@@ -298,21 +291,7 @@ class BtrfsDriver:
         found += [f"container {c}" for c in self.containers() if self.parent_of(c) == chain_id]
         return found
 
-    def layers(self) -> list[str]:
-        found = []
-        for entry in files.listdir(self._layers):
-            chain = names.chain_from_hex(entry)
-            if chain and os.path.isdir(os.path.join(self._layers, entry, _ROOTFS)):
-                found.append(chain)
-        return sorted(found)
-
-    def _layer_parent(self, chain_id: str) -> str | None:
-        return files.read(os.path.join(self._layer_dir(chain_id), _PARENT)) or None
-
     # -- container rootfs ------------------------------------------------------------------------
-
-    def _container_dir(self, container_id: str) -> str:
-        return os.path.join(self._containers, names.check_container(NAME, container_id))
 
     def create_rootfs(self, container_id: str, top: str | None) -> str:
         final = self._container_dir(container_id)

@@ -39,6 +39,7 @@ from nexcage.host.fs import fsync_dir
 from nexcage.image.rootfs import remove_path
 from nexcage.storage import files, names
 from nexcage.storage.base import FLAT, Snapshot
+from nexcage.storage.layout import LayerDirs
 from nexcage.storage.tree import copy_tree, disk_usage, syncfs
 
 NAME = "dir"
@@ -50,8 +51,9 @@ _SNAPSHOTS = "snapshots"
 _NEW, _READY, _OLD = ".rollback-new", ".rollback-ready", ".rollback-old"
 
 
-class DirDriver:
+class DirDriver(LayerDirs):
     name = NAME
+    COMMITTED = _TREE
     layer_format = FLAT
 
     def __init__(self, root: str) -> None:
@@ -76,15 +78,6 @@ class DirDriver:
             os.makedirs(path, mode=0o700, exist_ok=True)
 
     # -- image layers ----------------------------------------------------------------------------
-
-    def _layer_dir(self, chain_id: str) -> str:
-        return os.path.join(self._layers, names.chain_hex(NAME, chain_id))
-
-    def _tmp_layer(self, chain_id: str) -> str:
-        return os.path.join(self._layers, ".tmp-" + names.chain_hex(NAME, chain_id))
-
-    def has_layer(self, chain_id: str) -> bool:
-        return os.path.isdir(os.path.join(self._layer_dir(chain_id), _TREE))
 
     def layer_path(self, chain_id: str) -> str:
         """The tree of a committed layer (read it, never write it)."""
@@ -147,20 +140,7 @@ class DirDriver:
             raise StorageError(NAME, f"layer {chain_id} is in use by {', '.join(what)}")
         _remove_renamed(final, self._layers, names.chain_hex(NAME, chain_id))
 
-    def layers(self) -> list[str]:
-        return sorted(
-            "sha256:" + n
-            for n in files.listdir(self._layers)
-            if not n.startswith(".") and os.path.isdir(os.path.join(self._layers, n, _TREE))
-        )
-
-    def _layer_parent(self, chain_id: str) -> str | None:
-        return files.read(os.path.join(self._layer_dir(chain_id), _PARENT)) or None
-
     # -- container rootfs ------------------------------------------------------------------------
-
-    def _container_dir(self, container_id: str) -> str:
-        return os.path.join(self._containers, names.check_container(NAME, container_id))
 
     def create_rootfs(self, container_id: str, top: str | None) -> str:
         final = self._container_dir(container_id)

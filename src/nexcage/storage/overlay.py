@@ -53,6 +53,7 @@ from nexcage.image.rootfs import remove_path
 from nexcage.image.whiteout import OVERLAY_OPAQUE
 from nexcage.storage import command, files, names
 from nexcage.storage.base import OVERLAY, Snapshot
+from nexcage.storage.layout import LayerDirs
 from nexcage.storage.tree import copy_tree, disk_usage, syncfs
 
 NAME = "overlay"
@@ -67,8 +68,9 @@ _PROBED = ".probed"
 _SHORT_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"  # 32 symbols: 10 of them, 50 random bits
 
 
-class OverlayDriver:
+class OverlayDriver(LayerDirs):
     name = NAME
+    COMMITTED = _DIFF
     layer_format = OVERLAY
 
     def __init__(self, root: str) -> None:
@@ -105,15 +107,6 @@ class OverlayDriver:
             os.makedirs(path, mode=0o700, exist_ok=True)
 
     # -- image layers ----------------------------------------------------------------------------
-
-    def _layer_dir(self, chain_id: str) -> str:
-        return os.path.join(self._layers, names.chain_hex(NAME, chain_id))
-
-    def _tmp_layer(self, chain_id: str) -> str:
-        return os.path.join(self._layers, ".tmp-" + names.chain_hex(NAME, chain_id))
-
-    def has_layer(self, chain_id: str) -> bool:
-        return os.path.isdir(os.path.join(self._layer_dir(chain_id), _DIFF))
 
     def prepare_layer(self, chain_id: str, parent: str | None) -> str:
         if self.has_layer(chain_id):
@@ -203,21 +196,7 @@ class OverlayDriver:
             files.unlink_quiet(os.path.join(self._links, short))
         remove_path(gone)
 
-    def layers(self) -> list[str]:
-        found = []
-        for entry in files.listdir(self._layers):
-            chain = names.chain_from_hex(entry)
-            if chain and os.path.isdir(os.path.join(self._layers, entry, _DIFF)):
-                found.append(chain)
-        return sorted(found)
-
-    def _layer_parent(self, chain_id: str) -> str | None:
-        return files.read(os.path.join(self._layer_dir(chain_id), _PARENT)) or None
-
     # -- container rootfs ------------------------------------------------------------------------
-
-    def _container_dir(self, container_id: str) -> str:
-        return os.path.join(self._containers, names.check_container(NAME, container_id))
 
     def create_rootfs(self, container_id: str, top: str | None) -> str:
         final = self._container_dir(container_id)
