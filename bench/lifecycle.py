@@ -8,7 +8,7 @@ crun, crun, nexcage --runtime runc, runc. The arms and two probes (a bare ``pyth
 with the venv interpreter and ``nexcage --version``) run interleaved in one loop, in an order that
 rotates every cycle, so drift on a noisy machine hits every arm alike.
 
-Every call goes through a tiny C trampoline (built with ``cc`` at start, see TRAMPOLINE_C) that
+Every call goes through a tiny C trampoline (built with ``cc`` at start, see bench/rusage.py) that
 times its own ``posix_spawn`` .. ``wait4`` of the command on CLOCK_MONOTONIC (the clock of
 ``time.perf_counter_ns``, which times the whole call from here) and reports the command's
 ``ru_maxrss`` and user+sys CPU time. Stdio: stdin and stdout are /dev/null (``state`` writes to a
@@ -36,6 +36,8 @@ REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
 NEXCAGE = REPO / ".venv" / "bin" / "nexcage"
 sys.path.insert(0, os.fspath(REPO / "tests"))
+
+from rusage import build_trampoline  # noqa: E402  (bench/ is sys.path[0] when run as a script)
 
 from support.busybox import make_bundle  # noqa: E402  (tests/ is not a package on sys.path)
 
@@ -65,61 +67,10 @@ class Call:
     __slots__ = ("cpu_ns", "maxrss_kib", "ns", "outer_ns", "rc", "stdout")
 
     def __init__(self, report: str, outer_ns: int, stdout: str) -> None:
-        status, maxrss, cpu_us, ns = (int(field) for field in report.split())
+        status, maxrss, user_us, sys_us, ns = (int(field) for field in report.split())
         self.rc = os.waitstatus_to_exitcode(status)
-        self.maxrss_kib, self.cpu_ns, self.ns = maxrss, cpu_us * 1000, ns
+        self.maxrss_kib, self.cpu_ns, self.ns = maxrss, (user_us + sys_us) * 1000, ns
         self.outer_ns, self.stdout = outer_ns, stdout
-
-
-# Why a C trampoline: ru_maxrss of a process includes the memory it had *before* its exec, and
-# os.posix_spawn (vfork) or fork from this ~30 MiB Python process hands it our address space, so
-# every call measured directly reports >= 30 MiB. The trampoline (static, < 1 MiB) spawns the
-# command, wait4()s it and writes "status maxrss_kib cpu_us wall_ns" to fd 3. Its wall time is
-# taken around its own posix_spawn + wait4 with CLOCK_MONOTONIC (perf_counter_ns's clock), so the
-# trampoline's own start-up is not in the figures; the report shows what it costs on top.
-TRAMPOLINE_C = r"""
-#include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-extern char **environ;
-static pid_t child;
-static void on_alarm(int sig) { (void)sig; kill(child, SIGKILL); }
-static long us(struct timeval t) { return t.tv_sec * 1000000L + t.tv_usec; }
-int main(int argc, char **argv) {  /* rusage-exec TIMEOUT_S PROG ARGS... (report on fd 3) */
-    struct timespec t0, t1;
-    struct rusage ru;
-    int status;
-    if (argc < 3 || fcntl(3, F_SETFD, FD_CLOEXEC) < 0) return 125;
-    signal(SIGALRM, on_alarm);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (posix_spawn(&child, argv[2], NULL, NULL, argv + 2, environ) != 0) return 127;
-    alarm(atoi(argv[1]));
-    if (wait4(child, &status, 0, &ru) < 0) return 126;
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    dprintf(3, "%d %ld %ld %lld\n", status, ru.ru_maxrss, us(ru.ru_utime) + us(ru.ru_stime),
-            (t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
-    return 0;
-}
-"""
-
-
-def build_trampoline(workdir: str) -> str:
-    cc = shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise SystemExit("lifecycle: needs a C compiler (cc) for the rusage trampoline")
-    source, binary = os.path.join(workdir, "rusage-exec.c"), os.path.join(workdir, "rusage-exec")
-    Path(source).write_text(TRAMPOLINE_C)
-    for flags in (["-static"], []):  # static keeps its RSS well under 1 MiB; dynamic if no libc.a
-        pid = os.posix_spawn(cc, [cc, "-O2", *flags, "-o", binary, source], os.environ)
-        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0:
-            return binary
-    raise SystemExit(f"lifecycle: {cc} could not build {source}")
 
 
 class Spawner:
@@ -127,7 +78,7 @@ class Spawner:
     to a file. Never a pipe: the container inherits the runtime's stdio."""
 
     def __init__(self, workdir: str) -> None:
-        self.trampoline = build_trampoline(workdir)
+        self.trampoline = build_trampoline(workdir, "lifecycle")
         self.env = {"LANG": "C.UTF-8", "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin")}
         self.null = os.open(os.devnull, os.O_RDWR)
         files = ("stdout", "stderr", "report")
